@@ -1,0 +1,29 @@
+"""The errors a user can cause. The CLI prints each as one line and exits non-zero."""
+
+
+class MnistEdgeError(Exception):
+    """Base class: a problem with the user's input, files or environment, not a bug."""
+
+    exit_code = 2
+
+
+class InputError(MnistEdgeError):
+    """An array, image file or argument that does not fit what the model takes."""
+
+
+class DataError(MnistEdgeError):
+    """MNIST data that is missing, malformed or fails its checksum."""
+
+
+class ModelError(MnistEdgeError):
+    """A model file that is missing, unreadable, or of another input/output contract."""
+
+
+class ParityError(MnistEdgeError):
+    """An exported model that disagrees with its source beyond the tolerances."""
+
+    exit_code = 1
+
+
+class MissingExtraError(MnistEdgeError):
+    """A workstation command run where the training extra is not installed."""

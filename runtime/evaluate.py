@@ -1,0 +1,35 @@
+"""Accuracy of an exported model on labelled images, with the runtime alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.session import Classifier
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    count: int
+    correct: int
+    per_class_accuracy: list[float]  # index = digit
+    confusion: list[list[int]]  # [true][predicted]
+
+
+def evaluate(clf: Classifier, images: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """Score `clf` on `images` (any accepted layout) against integer `labels`."""
+    predicted = clf.predict(images)
+    n = len(clf.contract.labels)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (labels.astype(np.int64), predicted), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    correct = int(confusion.trace())
+    return Evaluation(
+        accuracy=correct / max(len(labels), 1),
+        count=len(labels),
+        correct=correct,
+        per_class_accuracy=[round(float(a), 6) for a in per_class],
+        confusion=confusion.tolist(),
+    )

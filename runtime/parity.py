@@ -1,0 +1,67 @@
+"""Compare a model's probabilities with a reference's on the same images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AGREEMENT_MIN = 1.0  # fp32 export: every top-1 label must match the reference
+MAX_ABS_DIFF = 1e-5  # fp32 export: largest allowed probability difference
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    count: int
+    agreement: float  # fraction of images with the same top-1 label
+    max_abs_diff: float  # largest |p_candidate - p_reference| over all images and classes
+    reference_accuracy: float
+    candidate_accuracy: float
+    agreement_min: float
+    max_abs_diff_allowed: float
+    disagreements: list[int]  # indices of images whose top-1 labels differ (first 20)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.agreement >= self.agreement_min and self.max_abs_diff <= self.max_abs_diff_allowed
+        )
+
+    def failures(self) -> list[str]:
+        """Every check that failed, each with its figure and its tolerance."""
+        failed = []
+        if self.agreement < self.agreement_min:
+            failed.append(
+                f"top-1 agreement {self.agreement:.4%} < {self.agreement_min:.4%} "
+                f"({round((1 - self.agreement) * self.count)} images differ, "
+                f"first: {self.disagreements[:5]})"
+            )
+        if self.max_abs_diff > self.max_abs_diff_allowed:
+            diff, allowed = self.max_abs_diff, self.max_abs_diff_allowed
+            failed.append(f"max probability difference {diff:.3g} > {allowed:g}")
+        return failed
+
+
+def compare(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    labels: np.ndarray,
+    agreement_min: float = AGREEMENT_MIN,
+    max_abs_diff_allowed: float = MAX_ABS_DIFF,
+) -> ParityReport:
+    """Parity of `candidate` (N, 10) probabilities against `reference` (N, 10) on `labels`."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"shapes differ: reference {reference.shape}, candidate {candidate.shape}")
+    ref_top, cand_top = reference.argmax(axis=1), candidate.argmax(axis=1)
+    differ = np.flatnonzero(ref_top != cand_top)
+    n = max(len(labels), 1)
+    return ParityReport(
+        count=len(labels),
+        agreement=1 - len(differ) / n,
+        max_abs_diff=float(np.abs(reference.astype(np.float64) - candidate).max(initial=0.0)),
+        reference_accuracy=float((ref_top == labels).sum() / n),
+        candidate_accuracy=float((cand_top == labels).sum() / n),
+        agreement_min=agreement_min,
+        max_abs_diff_allowed=max_abs_diff_allowed,
+        disagreements=differ[:20].tolist(),
+    )

@@ -1,0 +1,142 @@
+"""Load an exported model with onnxruntime and classify digits with it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from runtime.contract import Contract, read_contract
+from runtime.errors import InputError, ModelError
+from runtime.preprocess import as_batch
+
+DEFAULT_MODEL = "mnist_cnn.onnx"
+DEFAULT_BATCH_SIZE = 256  # large inputs run in chunks of this many images: bounded memory
+_PACKAGE_MODELS = Path(__file__).parent / "models"  # where a wheel install carries them
+_SOURCE_MODELS = Path(__file__).parent.parent / "exported"  # a source checkout
+_ORT_ERRORS = (
+    ort_state.Fail,
+    ort_state.InvalidArgument,
+    ort_state.InvalidGraph,
+    ort_state.InvalidProtobuf,
+    ort_state.NoSuchFile,
+    ort_state.NotImplemented,
+    ort_state.RuntimeException,
+)
+
+
+def default_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """The shipped model: $MNIST_EDGE_MODEL, else the installed copy, else the checkout's."""
+    if name == DEFAULT_MODEL and os.environ.get("MNIST_EDGE_MODEL"):
+        return Path(os.environ["MNIST_EDGE_MODEL"])
+    for folder in (_PACKAGE_MODELS, _SOURCE_MODELS):
+        if (folder / name).is_file():
+            return folder / name
+    raise ModelError(
+        f"no shipped model {name} found in {_PACKAGE_MODELS} or {_SOURCE_MODELS}: pass --model PATH"
+    )
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """onnxruntime settings that matter on small devices."""
+
+    threads: int | None = None  # intra-op threads; None lets onnxruntime use every core
+    spinning: bool = True  # busy-wait between ops: lower latency, more power
+    memory_arena: bool = True  # reuse buffers between calls
+    optimization: str = "all"  # graph optimisation: disable, basic, extended, all
+
+    def options(self) -> ort.SessionOptions:
+        opts = ort.SessionOptions()
+        if self.threads is not None:
+            if self.threads < 1:
+                raise InputError(f"--threads: expected a positive count, found {self.threads}")
+            opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.enable_cpu_mem_arena = self.memory_arena
+        opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.spinning)))
+        opts.graph_optimization_level = _OPT_LEVELS[self.optimization]
+        return opts
+
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class Classifier:
+    """An MNIST classifier backed by one onnxruntime session; safe to share between threads.
+
+    >>> clf = Classifier()                # the shipped default model
+    >>> clf.predict(images)               # (N,) labels for uint8 or [0, 1] float images
+    """
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        settings: SessionSettings | None = None,
+    ):
+        if batch_size < 1:
+            raise InputError(f"batch_size: expected a positive count, found {batch_size}")
+        self.path = Path(path) if path is not None else default_model_path()
+        self.settings = settings or SessionSettings(threads=threads)
+        self.batch_size = batch_size
+        self.session = _open(self.path, self.settings.options())
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        try:
+            self.contract: Contract = read_contract(
+                _signature(self.session.get_inputs()),
+                _signature(self.session.get_outputs()),
+                self.metadata,
+            )
+        except ModelError as e:
+            raise ModelError(f"{self.path}: {e}") from None
+
+    def predict_proba(self, x: object) -> np.ndarray:
+        """Class probabilities, float32 (N, 10), for images in any accepted shape."""
+        batch = as_batch(x)  # (N, 28, 28) float32 in [0, 1]
+        out = np.empty((len(batch), len(self.contract.labels)), dtype=np.float32)
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self._run(chunk)
+        return out
+
+    def predict(self, x: object) -> np.ndarray:
+        """Predicted labels, int64 (N,)."""
+        return self.predict_proba(x).argmax(axis=1)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        feed = {self.contract.input_name: self.contract.feed(batch)}
+        (scores,) = self.session.run([self.contract.output_name], feed)
+        if self.contract.output == "logits":
+            scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores /= scores.sum(axis=1, keepdims=True)
+        return scores
+
+
+def _open(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: expected an ONNX model, found an empty file")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except _ORT_ERRORS as e:
+        reason = str(e).split(" : ")[-1].strip()
+        raise ModelError(
+            f"{path}: expected an ONNX model onnxruntime can load, but {reason}"
+        ) from None
+
+
+def _signature(args: list) -> list[tuple[str, list, str]]:
+    return [(a.name, list(a.shape), a.type) for a in args]

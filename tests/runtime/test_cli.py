@@ -1,0 +1,170 @@
+"""The device commands through typer's runner: output, JSON contracts and failure paths."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from runtime.cli import app, parse_batch_sizes
+from runtime.errors import InputError
+from tests.conftest import synthetic_digits, write_idx
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    images, _ = synthetic_digits(3)
+    npy = tmp_path / "three.npy"
+    np.save(npy, images)
+    idx = write_idx(tmp_path / "three-idx3-ubyte.gz", images, compress=True)
+    png = tmp_path / "one.png"
+    Image.fromarray(255 - images[0]).resize((56, 56)).save(png)
+    return {"npy": npy, "idx": idx, "png": png}
+
+
+def test_predict_json_gives_one_object_per_image(tiny_model, inputs):
+    result = run(
+        "predict",
+        inputs["png"],
+        inputs["npy"],
+        inputs["idx"],
+        "--model",
+        tiny_model,
+        "--json",
+        "--top-k",
+        "3",
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["input"] for r in rows] == [str(inputs["png"])] + [
+        f"{inputs[k]}[{i}]" for k in ("npy", "idx") for i in range(3)
+    ]
+    for r in rows:
+        assert set(r) == {"input", "label", "confidence", "top_k"}
+        assert (
+            r["label"] == r["top_k"][0]["label"] and r["confidence"] == r["top_k"][0]["probability"]
+        )
+        probs = [t["probability"] for t in r["top_k"]]
+        assert probs == sorted(probs, reverse=True) and len(probs) == 3
+
+
+def test_predict_npy_and_idx_of_the_same_images_agree(tiny_model, inputs):
+    rows = [
+        json.loads(line)
+        for line in run(
+            "predict", inputs["npy"], inputs["idx"], "--model", tiny_model, "--json"
+        ).stdout.splitlines()
+    ]
+    assert [r["label"] for r in rows[:3]] == [r["label"] for r in rows[3:]]
+    assert "top_k" not in rows[0]
+
+
+def test_predict_plain_output_has_a_line_per_image(tiny_model, inputs):
+    result = run("predict", inputs["npy"], "--model", tiny_model)
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["predict", "missing.png"], ["missing.png", "no such file"]),
+        (["predict", "{png}", "--top-k", "11"], ["--top-k"]),
+        (["predict", "{png}", "--top-k", "0"], ["--top-k"]),
+        (["predict", "{png}", "--threads", "0"], ["--threads"]),
+        (["predict", "{labels}"], ["labels-idx1-ubyte", "label"]),
+        (["predict", "{png}", "--model", "{tmp}/nope.onnx"], ["nope.onnx", "no such model file"]),
+        (["predict"], ["Missing argument"]),
+        (["bench", "--batch-sizes", "1,x"], ["--batch-sizes", "1,x"]),
+        (["bench", "--batch-sizes", "0"], ["--batch-sizes"]),
+        (["evaluate", "--split", "dev"], ["--split", "dev"]),
+        (["evaluate", "--data", "{tmp}/nowhere"], ["nowhere", "no such file or folder"]),
+        (["info", "--model", "{text}"], ["notes.onnx", "expected an ONNX model"]),
+    ],
+    ids=[
+        "missing-input",
+        "top-k-high",
+        "top-k-zero",
+        "threads",
+        "label-file",
+        "missing-model",
+        "no-inputs",
+        "batch-sizes-text",
+        "batch-sizes-zero",
+        "split",
+        "data",
+        "not-onnx",
+    ],
+)
+def test_bad_arguments_get_one_line_naming_them(tiny_model, inputs, tmp_path, args, fragments):
+    labels = write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(3, np.uint8))
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    values = {"png": inputs["png"], "labels": labels, "tmp": tmp_path, "text": text}
+    args = [a.format(**values) for a in args]
+    if "--model" not in args and args[0] != "info":
+        args += ["--model", str(tiny_model)]
+    assert_one_line_error(run(*args), *fragments)
+
+
+def test_bench_json_keeps_the_documented_keys(tiny_model):
+    result = run(
+        "bench",
+        "--model",
+        tiny_model,
+        "--batch-sizes",
+        "1,4",
+        "--duration",
+        "0.05",
+        "--warmup",
+        "0",
+        "--json",
+        "--threads",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [r["batch_size"] for r in payload["results"]] == [1, 4]
+    for r in payload["results"]:
+        assert {"batch_size", "p50_us", "p90_us", "p99_us", "mean_us", "images_per_s"} <= set(r)
+        assert r["p50_us"] <= r["p90_us"] <= r["p99_us"]
+    assert payload["settings"]["threads"] == 1 and payload["settings"]["batch_sizes"] == [1, 4]
+
+
+def test_evaluate_json_reports_accuracy_and_count(tiny_model, mnist_folder):
+    result = run("evaluate", "--model", tiny_model, "--data", mnist_folder, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["count"] == 20
+    assert 0 <= payload["accuracy"] <= 1 and payload["correct"] == round(payload["accuracy"] * 20)
+
+
+def test_info_json_describes_the_model(tiny_model):
+    payload = json.loads(run("info", "--model", tiny_model, "--json").stdout)
+    assert payload["inputs"][0]["name"] == "image"
+    assert payload["outputs"][0]["shape"] == ["N", 10]
+    assert payload["metadata"]["arch"] == "linear" and payload["layout"] == "NHWC"
+    assert payload["size_bytes"] == tiny_model.stat().st_size
+
+
+def test_parse_batch_sizes():
+    assert parse_batch_sizes("1, 32,256") == (1, 32, 256)
+    with pytest.raises(InputError):
+        parse_batch_sizes("")

@@ -1,0 +1,65 @@
+"""The models in exported/ are what the README and the model card say they are."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from runtime import Classifier
+from runtime.evaluate import evaluate
+from runtime.mnist import load_split
+from runtime.preprocess import load_image
+from runtime.session import default_model_path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPORTED = ROOT / "exported"
+DIGITS = sorted((ROOT / "examples" / "digits").glob("*.png"))
+
+pytestmark = pytest.mark.mnist
+
+
+def test_default_model_is_the_shipped_cnn():
+    assert default_model_path().name == "mnist_cnn.onnx"
+    assert Classifier().metadata["arch"] == "cnn"
+
+
+@pytest.mark.parametrize(("name", "floor"), [("mnist_cnn.onnx", 0.994), ("mnist_mlp.onnx", 0.94)])
+def test_shipped_model_accuracy_on_the_real_test_set(real_mnist, name, floor):
+    clf = Classifier(EXPORTED / name)
+    test = load_split("test", real_mnist)
+    result = evaluate(clf, test.images, test.labels)
+    assert result.count == 10000
+    assert result.accuracy >= floor
+    # The accuracy recorded in the model at export is the one measured now, through the runtime.
+    assert result.accuracy == pytest.approx(float(clf.metadata["test_accuracy"]), abs=1e-6)
+
+
+def test_shipped_cnn_reads_the_hand_drawn_examples():
+    labels = Classifier().predict(np.stack([load_image(p) for p in DIGITS]))
+    expected = [int(p.stem) for p in DIGITS]
+    assert len(DIGITS) == 10
+    assert (labels == expected).sum() >= 9, list(zip(expected, labels.tolist(), strict=True))
+
+
+@pytest.mark.tensorflow
+def test_shipped_cnn_matches_its_keras_source(real_mnist):
+    pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[train]'")
+    from train.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "parity",
+            str(EXPORTED / "mnist_cnn.keras"),
+            str(EXPORTED / "mnist_cnn.onnx"),
+            "--data",
+            str(real_mnist),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["agreement"] == 1.0 and report["max_abs_diff"] <= 1e-5
+    assert report["count"] == 10000

@@ -1,0 +1,130 @@
+"""Export a Keras model to ONNX with tf2onnx, describe it in metadata, and prove parity."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import onnx
+import tensorflow as tf
+import tf2onnx
+
+from runtime.contract import metadata_for
+from runtime.errors import ModelError, ParityError
+from runtime.files import atomic_path
+from runtime.parity import ParityReport
+from train.fit import versions
+from train.models import INPUT_SHAPE
+from train.parity import keras_vs_onnx
+
+OPSET = 17  # pinned: every onnxruntime since 1.14 runs it, device builds included
+INPUT_NAME = "image"  # float32 (N, 28, 28, 1), pixels / 255
+OUTPUT_NAME = "probabilities"  # float32 (N, 10), softmax
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: str
+    opset: int
+    size_bytes: int
+    parity: ParityReport
+    metadata: dict[str, str]
+
+
+def export_onnx(
+    model: keras.Model, opset: int = OPSET, metadata: dict[str, str] | None = None
+) -> onnx.ModelProto:
+    """Convert `model` in memory; batch axis dynamic; checked by onnx.checker."""
+    # tf2onnx.convert.from_keras fails on Keras 3 models; tracing a tf.function works.
+    spec = (tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name=INPUT_NAME),)
+    fn = tf.function(lambda image: model(image, training=False))
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset)
+    _rename_output(proto, OUTPUT_NAME)
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"  # tf2onnx names it unk__NN
+    proto.doc_string = f"mnist-edge {model.name}: MNIST digit classifier"
+    onnx.helper.set_model_props(proto, metadata or {})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def save_onnx(proto: onnx.ModelProto, path: Path) -> None:
+    """Write atomically: an interrupted save never leaves a broken file at `path`."""
+    with atomic_path(path) as tmp:
+        onnx.save(proto, tmp)
+
+
+def export_file(
+    keras_path: Path, out: Path | None = None, opset: int = OPSET, data: Path | None = None
+) -> ExportResult:
+    """Export a saved .keras model to ONNX; the file appears only if parity passes."""
+    from runtime.mnist import load_split
+
+    model = load_keras(keras_path)
+    out = Path(out) if out else Path(keras_path).with_suffix(".onnx")
+    arch = model.name.removeprefix("mnist_")
+    test = load_split("test", data)
+    training = _training_facts(Path(keras_path))
+    meta = metadata_for(
+        layout="NHWC",
+        pixel_scale=1 / 255,
+        output="probabilities",
+        arch=arch,
+        opset=opset,
+        source=Path(keras_path).name,
+        training=json.dumps(training, sort_keys=True) if training else "",
+        **{f"{k}_version": v for k, v in versions().items()},
+        tf2onnx_version=tf2onnx.__version__,
+        onnx_version=onnx.__version__,
+    )
+    proto = export_onnx(model, opset, meta)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, tmp)
+        report = keras_vs_onnx(model, tmp, test)
+        if not report.passed:
+            raise ParityError(f"{out}: not written, parity failed: {'; '.join(report.failures())}")
+        meta.update(
+            test_accuracy=f"{report.candidate_accuracy:.6f}",
+            keras_test_accuracy=f"{report.reference_accuracy:.6f}",
+            parity=f"agreement {report.agreement:.6f}, max_abs_diff {report.max_abs_diff:.3g} "
+            f"on {report.count} test images",
+        )
+        onnx.helper.set_model_props(proto, meta)
+        onnx.save(proto, tmp)
+    return ExportResult(str(out), opset, out.stat().st_size, report, meta)
+
+
+def load_keras(path: Path) -> keras.Model:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such Keras model file")
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, OSError) as e:
+        raise ModelError(
+            f"{path}: expected a Keras .keras model, but loading failed: {e}"
+        ) from None
+
+
+def _training_facts(keras_path: Path) -> dict:
+    metrics = keras_path.with_suffix(".metrics.json")
+    if not metrics.is_file():
+        return {}
+    facts = json.loads(metrics.read_text())
+    keep = ("epochs", "seed", "train_images", "train_seconds", "recipe", "test_accuracy")
+    return {k: facts[k] for k in keep if k in facts}
+
+
+def _rename_output(proto: onnx.ModelProto, name: str) -> None:
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = [name if o == old else o for o in node.output]
+        node.input[:] = [name if i == old else i for i in node.input]
+    proto.graph.output[0].name = name
+
+
+def result_dict(result: ExportResult) -> dict:
+    return {**asdict(result), "parity": {**asdict(result.parity), "passed": result.parity.passed}}

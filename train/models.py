@@ -1,0 +1,46 @@
+"""The model architectures, one builder each. Inputs: float32 (N, 28, 28, 1) pixels in [0, 1]."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+def build_mlp() -> keras.Model:
+    """The seed tutorial's model, exactly: Flatten -> Dense(128, relu) -> Dense(10, softmax)."""
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE, name="image"),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="mnist_mlp",
+    )
+
+
+def build_cnn() -> keras.Model:
+    """A small real CNN: three conv-BN-ReLU stages, dropout, a dense softmax head."""
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = _conv_bn_relu(inputs, 32)  # (N, 28, 28, 32)
+    x = layers.MaxPooling2D()(x)  # (N, 14, 14, 32)
+    x = _conv_bn_relu(x, 64)  # (N, 14, 14, 64)
+    x = layers.MaxPooling2D()(x)  # (N, 7, 7, 64)
+    x = _conv_bn_relu(x, 128, padding="valid")  # (N, 5, 5, 128)
+    x = layers.Flatten()(x)  # (N, 3200)
+    x = layers.Dropout(0.3)(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="mnist_cnn")
+
+
+def _conv_bn_relu(x, filters: int, padding: str = "same"):
+    # No conv bias: BatchNorm's offset replaces it, and both fold into one Conv at export.
+    x = layers.Conv2D(filters, 3, padding=padding, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+BUILDERS = {"cnn": build_cnn, "mlp": build_mlp}
