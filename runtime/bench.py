@@ -1,27 +1,35 @@
-"""Latency of the runtime per batch size: warm up, then time calls for a fixed duration."""
+"""Latency of the runtime: cold start, then per thread count and batch size, warm-up then timing."""
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
+import onnxruntime
 
-from runtime.session import Classifier
+from runtime.session import Classifier, SessionSettings
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     batch_sizes: tuple[int, ...] = (1, 32, 256)
-    duration: float = 2.0  # seconds of timed calls per batch size
+    threads: tuple[int | None, ...] = (None,)  # None: onnxruntime's default (every core)
+    duration: float = 2.0  # seconds of timed calls per case, unless `runs` is set
+    runs: int | None = None  # exactly this many timed calls per case instead
     warmup: float = 0.2  # seconds of untimed calls first: caches, allocator, thread pool
     min_runs: int = 10  # enough samples for a p90 even when a call is slow
+    session: SessionSettings = field(default_factory=SessionSettings)  # all but the threads
     seed: int = 0  # the random images fed; latency does not depend on their content
 
 
 @dataclass(frozen=True)
 class BenchResult:
+    threads: int | None
     batch_size: int
     runs: int
     p50_us: float
@@ -35,13 +43,31 @@ class BenchResult:
     images_per_s: float
 
 
-def summarize(batch_size: int, seconds: np.ndarray) -> BenchResult:
+@dataclass(frozen=True)
+class ColdStart:
+    threads: int | None
+    load_ms: float  # session creation: read, parse, optimise the graph
+    first_inference_us: float  # the first batch-1 call after loading
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    settings: dict
+    cold_start: list[ColdStart]
+    results: list[BenchResult]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(batch_size: int, seconds: np.ndarray, threads: int | None = None) -> BenchResult:
     """Statistics of per-call wall times (seconds) for calls of `batch_size` images."""
     if len(seconds) == 0:
         raise ValueError("no timings to summarize")
     us = np.asarray(seconds, dtype=np.float64) * 1e6
     p50, p90, p99, p999 = np.percentile(us, [50, 90, 99, 99.9])
     return BenchResult(
+        threads=threads,
         batch_size=batch_size,
         runs=len(us),
         p50_us=round(float(p50), 2),
@@ -56,12 +82,16 @@ def summarize(batch_size: int, seconds: np.ndarray) -> BenchResult:
     )
 
 
-def time_calls(fn: Callable[[], object], duration: float, min_runs: int) -> np.ndarray:
-    """Call `fn` until `duration` seconds and `min_runs` calls have passed; per-call seconds."""
+def time_calls(
+    fn: Callable[[], object], duration: float, min_runs: int, runs: int | None = None
+) -> np.ndarray:
+    """Per-call seconds: exactly `runs` calls, else calls until `duration` and `min_runs`."""
     times = []
     clock = time.perf_counter
     deadline = clock() + duration
-    while len(times) < min_runs or clock() < deadline:
+    while (
+        (len(times) < runs) if runs is not None else (len(times) < min_runs or clock() < deadline)
+    ):
         start = clock()
         fn()
         times.append(clock() - start)
@@ -69,18 +99,61 @@ def time_calls(fn: Callable[[], object], duration: float, min_runs: int) -> np.n
 
 
 def bench(
-    clf: Classifier,
+    model: Path | str | None,
     config: BenchConfig,
-    on_batch: Callable[[int], None] | None = None,
-) -> list[BenchResult]:
-    """Time `clf.predict_proba` on random uint8 images at each batch size in `config`."""
+    on_case: Callable[[], None] | None = None,
+) -> BenchReport:
+    """Measure cold start, then every (threads, batch size) case in `config`, one after another."""
     rng = np.random.default_rng(config.seed)
-    results = []
-    for batch_size in config.batch_sizes:
-        images = rng.integers(0, 256, size=(batch_size, 28, 28), dtype=np.uint8)
-        call = lambda images=images: clf.predict_proba(images)  # noqa: E731
-        time_calls(call, config.warmup, min_runs=1)
-        results.append(summarize(batch_size, time_calls(call, config.duration, config.min_runs)))
-        if on_batch:
-            on_batch(batch_size)
-    return results
+    inputs = {b: rng.integers(0, 256, size=(b, 28, 28), dtype=np.uint8) for b in config.batch_sizes}
+    cold, results = [], []
+    path = None
+    for threads in config.threads:
+        settings = replace(config.session, threads=threads)
+        start = time.perf_counter()
+        clf = Classifier(model, batch_size=max(config.batch_sizes), settings=settings)
+        loaded = time.perf_counter()
+        clf.predict_proba(inputs[min(config.batch_sizes)][:1])
+        first = time.perf_counter()
+        cold.append(
+            ColdStart(threads, round((loaded - start) * 1e3, 2), round((first - loaded) * 1e6, 1))
+        )
+        path = clf.path
+        for batch_size in config.batch_sizes:
+            call = lambda x=inputs[batch_size], clf=clf: clf.predict_proba(x)  # noqa: E731
+            time_calls(call, config.warmup, min_runs=1)
+            seconds = time_calls(call, config.duration, config.min_runs, config.runs)
+            results.append(summarize(batch_size, seconds, threads))
+            if on_case:
+                on_case()
+    return BenchReport(_settings(path, config), cold, results)
+
+
+def _settings(path: Path | None, config: BenchConfig) -> dict:
+    session = config.session
+    return {
+        "model": str(path),
+        "batch_sizes": list(config.batch_sizes),
+        "threads": list(config.threads),
+        "duration_s": None if config.runs else config.duration,
+        "runs": config.runs,
+        "warmup_s": config.warmup,
+        "spinning": session.spinning,
+        "memory_arena": session.memory_arena,
+        "optimization": session.optimization,
+        "input": "random uint8 images through Classifier.predict_proba",
+        "onnxruntime": onnxruntime.__version__,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -7,8 +7,8 @@ which is the console entry point; nothing here imports TensorFlow.
 from __future__ import annotations
 
 import json
-import os
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +17,7 @@ import numpy as np
 import typer
 from typer.core import TyperGroup
 
-from runtime.errors import InputError, MnistEdgeError
+from runtime.errors import InputError, MnistEdgeError, OutputError
 
 
 class OneLineErrors(TyperGroup):
@@ -25,7 +25,9 @@ class OneLineErrors(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as e:  # usage errors: bad option values, missing arguments
             ctx = getattr(e, "ctx", None)
             hint = f" (see: {ctx.command_path} --help)" if ctx else ""
@@ -38,6 +40,10 @@ class OneLineErrors(TyperGroup):
             typer.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    typer.echo(f"warning: {message}", err=True)
 
 
 app = typer.Typer(
@@ -61,6 +67,25 @@ ThreadsOpt = Annotated[
     int | None,
     typer.Option("--threads", min=1, help="onnxruntime intra-op threads. Default: all cores."),
 ]
+SpinningOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--spinning/--no-spinning",
+        help="Busy-wait between ops: lower latency, more power. Default: on.",
+        show_default=False,
+    ),
+]
+ArenaOpt = Annotated[
+    bool,
+    typer.Option("--memory-arena/--no-memory-arena", help="Reuse buffers between calls."),
+]
+LowPowerOpt = Annotated[
+    bool,
+    typer.Option("--low-power", help="One thread, no spinning: for battery-powered boards."),
+]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Images per inference call (bounds memory).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 DataOpt = Annotated[
     Path | None,
@@ -72,10 +97,34 @@ DataOpt = Annotated[
 ]
 
 
-def _classifier(model: Path | None, threads: int | None = None, **kw):
+def session_settings(
+    threads: int | None = None,
+    spinning: bool | None = None,
+    memory_arena: bool = True,
+    low_power: bool = False,
+    optimization: str = "all",
+):
+    """The session settings the options ask for; --low-power conflicts with more threads."""
+    from runtime.session import SessionSettings
+
+    if low_power:
+        if threads not in (None, 1):
+            raise InputError(f"--low-power: means --threads 1, found --threads {threads} too")
+        if spinning:
+            raise InputError("--low-power: turns spinning off, found --spinning too")
+        threads, spinning = 1, False
+    return SessionSettings(
+        threads=threads,
+        spinning=True if spinning is None else spinning,
+        memory_arena=memory_arena,
+        optimization=optimization,
+    )
+
+
+def _classifier(model: Path | None, settings=None, **kw):
     from runtime.session import Classifier  # onnxruntime loads only for commands that need it
 
-    return Classifier(model, threads=threads, **kw)
+    return Classifier(model, settings=settings, **kw)
 
 
 @app.command(rich_help_panel=DEVICE)
@@ -84,6 +133,7 @@ def predict(
         list[Path],
         typer.Argument(
             help="Image files (PNG, JPEG, BMP, PGM...), .npy arrays or IDX image files.",
+            metavar="INPUT...",
             show_default=False,
         ),
     ],
@@ -92,26 +142,35 @@ def predict(
         int, typer.Option("--top-k", min=1, max=10, help="How many best labels to show.")
     ] = 1,
     threads: ThreadsOpt = None,
+    spinning: SpinningOpt = None,
+    memory_arena: ArenaOpt = True,
+    low_power: LowPowerOpt = False,
+    batch_size: BatchOpt = 256,
     json_out: JsonOpt = False,
 ):
-    """Classify digits in image files, .npy arrays or IDX files."""
-    from runtime.inputs import read_inputs
+    """Classify digits in image files, .npy arrays or IDX files (one line per image)."""
+    from runtime.inputs import iter_inputs
 
-    clf = _classifier(model, threads)
-    names, images = read_inputs(inputs)  # images: uint8 (N, 28, 28)
-    probs = clf.predict_proba(images)
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    settings = session_settings(threads, spinning, memory_arena, low_power)
+    clf = _classifier(model, settings, batch_size=batch_size)
     labels = clf.contract.labels
-    for name, p, best in zip(names, probs, order, strict=True):
-        ranked = [(labels[i], float(p[i])) for i in best]
-        if json_out:
-            row = {"input": name, "label": ranked[0][0], "confidence": round(ranked[0][1], 6)}
-            if top_k > 1:
-                row["top_k"] = [{"label": lab, "probability": round(q, 6)} for lab, q in ranked]
-            typer.echo(json.dumps(row))
-        else:
-            alternatives = "  ".join(f"{lab}:{q:.4f}" for lab, q in ranked[1:])
-            typer.echo(f"{name}\t{ranked[0][0]}\t{ranked[0][1]:.4f}\t{alternatives}".rstrip())
+    for names, images in iter_inputs(inputs, batch_size):  # images: (n, 28, 28) in [0, 1]
+        probs = clf.predict_proba(images)
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        for name, p, best in zip(names, probs, order, strict=True):
+            ranked = [(labels[i], float(p[i])) for i in best]
+            typer.echo(_prediction_line(name, ranked, json_out))
+
+
+def _prediction_line(name: str, ranked: list[tuple[str, float]], json_out: bool) -> str:
+    (label, confidence), rest = ranked[0], ranked[1:]
+    if not json_out:
+        alternatives = "  ".join(f"{lab}:{q:.4f}" for lab, q in rest)
+        return f"{name}\t{label}\t{confidence:.4f}\t{alternatives}".rstrip()
+    row = {"input": name, "label": label, "confidence": round(confidence, 6)}
+    if rest:
+        row["top_k"] = [{"label": lab, "probability": round(q, 6)} for lab, q in ranked]
+    return json.dumps(row)
 
 
 @app.command(rich_help_panel=DEVICE)
@@ -120,23 +179,28 @@ def evaluate(
     data: DataOpt = None,
     split: Annotated[str, typer.Option(help="Which MNIST split: test or train.")] = "test",
     threads: ThreadsOpt = None,
+    spinning: SpinningOpt = None,
+    memory_arena: ArenaOpt = True,
+    low_power: LowPowerOpt = False,
+    batch_size: BatchOpt = 256,
     json_out: JsonOpt = False,
 ):
-    """Accuracy of a model on MNIST, with the runtime alone (no TensorFlow)."""
-    from runtime.evaluate import evaluate as run_evaluate
-    from runtime.mnist import SPLITS, load_split
+    """Accuracy of a model on MNIST, with the runtime alone (no TensorFlow), streaming the data."""
+    from runtime.evaluate import evaluate_batches
+    from runtime.mnist import SPLITS, stream_split
 
     if split not in SPLITS:
         raise InputError(f"--split: expected one of {', '.join(SPLITS)}, found {split!r}")
-    clf = _classifier(model, threads)
-    data_split = load_split(split, data)
-    result = run_evaluate(clf, data_split.images, data_split.labels)
+    settings = session_settings(threads, spinning, memory_arena, low_power)
+    clf = _classifier(model, settings, batch_size=batch_size)
+    source, count, batches = stream_split(split, data, batch_size)
+    result = evaluate_batches(clf, batches)
     if json_out:
-        payload = {"model": str(clf.path), "data": str(data_split.source), "split": split}
+        payload = {"model": str(clf.path), "data": str(source), "split": split}
         typer.echo(json.dumps({**asdict(result), **payload}))
         return
     typer.echo(f"model     {clf.path}")
-    typer.echo(f"data      {data_split.source} ({split})")
+    typer.echo(f"data      {source} ({split}, {count} images)")
     typer.echo(f"accuracy  {result.accuracy:.4%}  ({result.correct}/{result.count})")
     per_class = "  ".join(f"{d}:{a:.3f}" for d, a in enumerate(result.per_class_accuracy))
     typer.echo(f"per digit {per_class}")
@@ -148,51 +212,88 @@ def bench(
     batch_sizes: Annotated[
         str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")
     ] = "1,32,256",
-    threads: ThreadsOpt = None,
+    threads: Annotated[
+        str | None,
+        typer.Option(help="Thread count, or a comma-separated sweep like 1,2. Default: all cores."),
+    ] = None,
     duration: Annotated[
-        float, typer.Option(min=0.01, help="Seconds of timed calls per batch size.")
+        float, typer.Option(min=0.01, help="Seconds of timed calls per case.")
     ] = 2.0,
+    runs: Annotated[
+        int | None, typer.Option(min=1, help="Exactly this many timed calls per case instead.")
+    ] = None,
     warmup: Annotated[
-        float, typer.Option(min=0.0, help="Seconds of untimed calls before each batch size.")
+        float, typer.Option(min=0.0, help="Seconds of untimed calls before each case.")
     ] = 0.2,
+    spinning: SpinningOpt = None,
+    memory_arena: ArenaOpt = True,
+    low_power: LowPowerOpt = False,
+    optimization: Annotated[
+        str, typer.Option(help="Graph optimisation: disable, basic, extended or all.")
+    ] = "all",
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Also save the JSON report to this file.")
+    ] = None,
     json_out: JsonOpt = False,
 ):
-    """Latency percentiles and throughput of the runtime, per batch size."""
-    import onnxruntime
-
+    """Cold start, then latency percentiles and throughput per thread count and batch size."""
     from runtime.bench import BenchConfig
     from runtime.bench import bench as run_bench
+    from runtime.files import write_json
+    from runtime.session import OPTIMIZATION_LEVELS
 
-    sizes = parse_batch_sizes(batch_sizes)
-    config = BenchConfig(batch_sizes=sizes, duration=duration, warmup=warmup)
-    clf = _classifier(model, threads, batch_size=max(sizes))  # one call = one session run
-    with typer.progressbar(length=len(sizes), label="measuring", file=sys.stderr) as bar:
-        results = run_bench(clf, config, on_batch=lambda _: bar.update(1))
-    settings = {
-        "model": str(clf.path),
-        "threads": threads,
-        "cpu_count": os.cpu_count(),
-        "duration_s": duration,
-        "warmup_s": warmup,
-        "batch_sizes": list(sizes),
-        "input": "random uint8 images through Classifier.predict_proba",
-        "onnxruntime": onnxruntime.__version__,
-    }
+    if optimization not in OPTIMIZATION_LEVELS:
+        choices = ", ".join(OPTIMIZATION_LEVELS)
+        raise InputError(f"--optimization: expected one of {choices}, found {optimization!r}")
+    sizes = parse_counts(batch_sizes, "--batch-sizes")
+    sweep = parse_counts(threads, "--threads") if threads else (None,)
+    if low_power and sweep not in ((None,), (1,)):
+        raise InputError(f"--low-power: means --threads 1, found --threads {threads} too")
+    session = session_settings(None, spinning, memory_arena, low_power, optimization)
+    config = BenchConfig(
+        sizes, (1,) if low_power else sweep, duration, runs, warmup, session=session
+    )
+    cases = len(sizes) * len(config.threads)
+    if output and not output.parent.is_dir():
+        raise OutputError(f"--output {output}: expected an existing folder {output.parent}")
+    progress = typer.progressbar(
+        length=cases, label="measuring", file=sys.stderr, hidden=not sys.stderr.isatty()
+    )
+    with progress as bar:
+        report = run_bench(model, config, on_case=lambda: bar.update(1))
+    if output:
+        write_json(output, report.to_dict())
     if json_out:
-        typer.echo(json.dumps({"settings": settings, "results": [asdict(r) for r in results]}))
+        typer.echo(json.dumps(report.to_dict()))
         return
-    typer.echo(
-        f"model {clf.path}  threads {threads or 'default'}  onnxruntime {settings['onnxruntime']}"
-    )
-    typer.echo(
-        f"{'batch':>6} {'runs':>7} {'p50 us':>10} {'p90 us':>10} {'p99 us':>10} "
-        f"{'mean us':>10} {'images/s':>12}"
-    )
-    for r in results:
-        typer.echo(
-            f"{r.batch_size:>6} {r.runs:>7} {r.p50_us:>10.1f} {r.p90_us:>10.1f} "
-            f"{r.p99_us:>10.1f} {r.mean_us:>10.1f} {r.images_per_s:>12,.0f}"
+    for line in _bench_table(report):
+        typer.echo(line)
+
+
+def _bench_table(report) -> list[str]:
+    s = report.settings
+    lines = [
+        f"model {s['model']}",
+        f"onnxruntime {s['onnxruntime']} on {s['processor']} ({s['cpu_count']} cores); "
+        f"spinning {'on' if s['spinning'] else 'off'}, memory arena "
+        f"{'on' if s['memory_arena'] else 'off'}, optimisation {s['optimization']}",
+    ]
+    for c in report.cold_start:
+        lines.append(
+            f"cold start, threads {c.threads or 'default'}: load {c.load_ms:.1f} ms, "
+            f"first inference {c.first_inference_us:.0f} us"
         )
+    lines.append(
+        f"{'threads':>7} {'batch':>6} {'runs':>7} {'p50 us':>10} {'p90 us':>10} "
+        f"{'p99 us':>10} {'p99.9 us':>10} {'mean us':>10} {'std us':>9} {'images/s':>12}"
+    )
+    for r in report.results:
+        lines.append(
+            f"{r.threads or 'default':>7} {r.batch_size:>6} {r.runs:>7} {r.p50_us:>10.1f} "
+            f"{r.p90_us:>10.1f} {r.p99_us:>10.1f} {r.p999_us:>10.1f} {r.mean_us:>10.1f} "
+            f"{r.std_us:>9.1f} {r.images_per_s:>12,.0f}"
+        )
+    return lines
 
 
 @app.command(rich_help_panel=DEVICE)
@@ -221,14 +322,14 @@ def info(model: ModelOpt = None, json_out: JsonOpt = False):
         typer.echo(f"  {key:<22} {value}")
 
 
-def parse_batch_sizes(text: str) -> tuple[int, ...]:
+def parse_counts(text: str, option: str) -> tuple[int, ...]:
     """'1,32,256' -> (1, 32, 256); each a positive integer."""
     try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise InputError(
-            f"--batch-sizes: expected comma-separated integers like 1,32,256, found {text!r}"
+            f"{option}: expected comma-separated integers like 1,32,256, found {text!r}"
         ) from None
-    if not sizes or min(sizes) < 1:
-        raise InputError(f"--batch-sizes: expected positive integers, found {text!r}")
-    return sizes
+    if not counts or min(counts) < 1:
+        raise InputError(f"{option}: expected positive integers, found {text!r}")
+    return counts

@@ -27,3 +27,11 @@ class ParityError(MnistEdgeError):
 
 class MissingExtraError(MnistEdgeError):
     """A workstation command run where the training extra is not installed."""
+
+
+class OutputError(MnistEdgeError):
+    """A file that cannot be written: read-only folder, disk full, a path that is not a folder."""
+
+
+class InputWarning(UserWarning):
+    """Input that was accepted after a conversion the user should know about."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,15 +21,23 @@ class Evaluation:
 
 def evaluate(clf: Classifier, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     """Score `clf` on `images` (any accepted layout) against integer `labels`."""
-    predicted = clf.predict(images)
+    return evaluate_batches(clf, [(images, labels)])
+
+
+def evaluate_batches(
+    clf: Classifier, batches: Iterable[tuple[np.ndarray, np.ndarray]]
+) -> Evaluation:
+    """Score `clf` batch by batch: memory is bounded by one batch, not the data set."""
     n = len(clf.contract.labels)
     confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (labels.astype(np.int64), predicted), 1)
+    for images, labels in batches:
+        np.add.at(confusion, (labels.astype(np.int64), clf.predict(images)), 1)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    count = int(confusion.sum())
     correct = int(confusion.trace())
     return Evaluation(
-        accuracy=correct / max(len(labels), 1),
-        count=len(labels),
+        accuracy=correct / max(count, 1),
+        count=count,
         correct=correct,
         per_class_accuracy=[round(float(a), 6) for a in per_class],
         confusion=confusion.tolist(),

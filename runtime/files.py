@@ -9,21 +9,32 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from runtime.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(dest: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; on success rename it over `dest`, else delete it."""
+    """Yield a temporary path beside `dest`; on success rename it over `dest`, else delete it.
+
+    A full disk, a read-only folder or a parent that is not a folder becomes an OutputError
+    naming `dest`; whatever was at `dest` before is left as it was.
+    """
     dest = Path(dest)
-    # Same folder (rename stays atomic) and same suffix (writers that check it are satisfied).
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{dest.name}.tmp-", suffix=dest.suffix, dir=dest.parent
-    )
+    try:
+        # Same folder (rename stays atomic) and same suffix (writers that check it are happy).
+        fd, name = tempfile.mkstemp(
+            prefix=f".{dest.name}.tmp-", suffix=dest.suffix, dir=dest.parent
+        )
+    except OSError as e:
+        raise OutputError(f"{dest}: cannot write ({e.strerror})") from None
     os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, dest)
+    except OSError as e:
+        raise OutputError(f"{dest}: cannot write ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
 

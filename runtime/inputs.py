@@ -1,51 +1,68 @@
-"""Read what `predict` is given: image files, .npy arrays or IDX image files."""
+"""Read what `predict` is given: image files, .npy arrays or IDX image files, in batches."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from runtime.errors import DataError, InputError
-from runtime.mnist import parse_idx, read_bytes
+from runtime.mnist import idx_shape, iter_idx
 from runtime.preprocess import as_batch, load_image
 
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def read_inputs(paths: list[Path]) -> tuple[list[str], np.ndarray]:
-    """Names (one per image) and float32 (N, 28, 28) images in [0, 1], in the order given."""
+def iter_inputs(paths: list[Path], batch_size: int = 256) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(names, float32 (n, 28, 28) images in [0, 1]) batches, in the order given.
+
+    An image file is one image named by its path; an array or IDX file gives `path[i]` per image
+    and is read chunk by chunk, so memory stays bounded by `batch_size` whatever the file size.
+    """
     names: list[str] = []
-    batches = []
+    images: list[np.ndarray] = []
     for path in paths:
-        batch = read_input(path)
-        batches.append(batch)
-        if len(batch) == 1 and not _is_array_file(path):
-            names.append(str(path))
-        else:
-            names.extend(f"{path}[{i}]" for i in range(len(batch)))
-    images = np.concatenate(batches) if batches else np.zeros((0, 28, 28), np.float32)
-    return names, images
+        if _is_array_file(path):
+            if images:
+                yield names, np.concatenate(images)
+                names, images = [], []
+            yield from _array_batches(path, batch_size)
+            continue
+        names.append(str(path))
+        images.append(as_batch(load_image(path), str(path)))
+        if len(images) == batch_size:
+            yield names, np.concatenate(images)
+            names, images = [], []
+    if images:
+        yield names, np.concatenate(images)
 
 
-def read_input(path: Path) -> np.ndarray:
-    """One file -> float32 (N, 28, 28) in [0, 1], whichever kind it is (judged by content)."""
-    head = _head(path)
-    if head.startswith(_NPY_MAGIC):
+def _array_batches(path: Path, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    start = 0
+    for chunk in _chunks(path, batch_size):
+        batch = as_batch(chunk, str(path))
+        yield [f"{path}[{i}]" for i in range(start, start + len(batch))], batch
+        start += len(batch)
+
+
+def _chunks(path: Path, batch_size: int) -> Iterator[np.ndarray]:
+    if _head(path).startswith(_NPY_MAGIC):
         try:
-            array = np.load(path, allow_pickle=False)
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as e:
             raise InputError(f"{path}: cannot read .npy array ({e})") from None
-        return as_batch(array, str(path))
-    if head[:2] == b"\x1f\x8b" or head[:2] == b"\x00\x00":
-        try:
-            array = parse_idx(read_bytes(path), str(path))
-        except DataError as e:
-            raise InputError(str(e)) from None
-        if array.ndim == 1:
+        if array.shape == (28, 28):
+            array = array[None]
+        for start in range(0, max(len(array), 1), batch_size):
+            yield np.asarray(array[start : start + batch_size])
+        return
+    try:
+        if len(idx_shape(path)) == 1:
             raise InputError(f"{path}: expected an IDX image file, found a 1-D (label) file")
-        return as_batch(array, str(path))
-    return as_batch(load_image(path), str(path))
+        yield from iter_idx(path, batch_size)
+    except DataError as e:
+        raise InputError(str(e)) from None
 
 
 def _is_array_file(path: Path) -> bool:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -72,29 +75,83 @@ def read_bytes(path: Path) -> bytes:
 
 def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     """Decode an IDX buffer into an array, checking magic, dimensions and size."""
-    if len(data) < 4:
-        raise DataError(f"{name}: expected an IDX header of at least 4 bytes, found {len(data)}")
-    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        found = data[:4].hex(" ")
-        raise DataError(f"{name}: not an IDX file: expected 00 00 <type> <ndim>, found {found}")
-    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise DataError(f"{name}: IDX header claims {ndim} dimensions but the file is too short")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    found = len(data) - header
-    if found != expected:
-        kind = "truncated" if found < expected else "has trailing bytes"
-        raise DataError(
-            f"{name}: {kind}: dimensions {dims} need {expected} data bytes, found {found}"
-        )
+    dtype, dims = _read_header(io.BytesIO(data), name)
+    header = 4 + 4 * len(dims)
+    _check_size(dims, dtype, len(data) - header, name)
     return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file, raw or gzip-compressed."""
     return parse_idx(read_bytes(path), str(path))
+
+
+def iter_idx(path: Path, batch_size: int) -> Iterator[np.ndarray]:
+    """Stream an IDX file in chunks of `batch_size` records: memory bounded by the chunk."""
+    name = str(path)
+    with _open_stream(path) as f:
+        dtype, dims = _read_header(f, name)
+        record = int(np.prod(dims[1:], dtype=np.int64)) * dtype.itemsize
+        done = 0
+        while done < dims[0]:
+            n = min(batch_size, dims[0] - done)
+            chunk = _read(f, n * record, name)
+            if len(chunk) < n * record:
+                _check_size(dims, dtype, done * record + len(chunk), name)
+            yield np.frombuffer(chunk, dtype).reshape(n, *dims[1:]).astype(dtype.newbyteorder("="))
+            done += n
+        if _read(f, 1, name):
+            _check_size(dims, dtype, done * record + 1, name)
+
+
+def idx_shape(path: Path) -> tuple[int, ...]:
+    """The dimensions an IDX file declares, read from its header alone."""
+    with _open_stream(path) as f:
+        return _read_header(f, str(path))[1]
+
+
+def _read_header(f: BinaryIO, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    magic = _read(f, 4, name)
+    if len(magic) < 4:
+        raise DataError(f"{name}: expected an IDX header of at least 4 bytes, found {len(magic)}")
+    if magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+        found = magic.hex(" ")
+        raise DataError(f"{name}: not an IDX file: expected 00 00 <type> <ndim>, found {found}")
+    ndim = magic[3]
+    raw_dims = _read(f, 4 * ndim, name)
+    if ndim == 0 or len(raw_dims) < 4 * ndim:
+        raise DataError(f"{name}: IDX header claims {ndim} dimensions but the file is too short")
+    return _IDX_DTYPES[magic[2]], tuple(int(d) for d in np.frombuffer(raw_dims, ">u4"))
+
+
+def _check_size(dims: tuple[int, ...], dtype: np.dtype, found: int, name: str) -> None:
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if found != expected:
+        kind = "truncated" if found < expected else "has trailing bytes"
+        raise DataError(
+            f"{name}: {kind}: dimensions {dims} need {expected} data bytes, found {found}"
+        )
+
+
+def _open_stream(path: Path) -> BinaryIO:
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if f.read(2) == _GZIP_MAGIC:
+        f.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    f.seek(0)
+    return f
+
+
+def _read(f: BinaryIO, n: int, name: str) -> bytes:
+    try:
+        return f.read(n)
+    except (OSError, EOFError) as e:
+        raise DataError(f"{name}: broken gzip stream ({e})") from None
 
 
 def check_images(images: np.ndarray, name: str) -> np.ndarray:
@@ -180,6 +237,35 @@ def load_split(split: str, data: Path | str | None = None) -> Split:
     if (path / NPZ_NAME).is_file() and not _has_idx(path, split):
         return read_npz_split(path / NPZ_NAME, split)
     return read_idx_split(path, split)
+
+
+def stream_split(
+    split: str, data: Path | str | None = None, batch_size: int = 1024
+) -> tuple[Path, int, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """(source, count, batches of (images, labels)): IDX images are read chunk by chunk."""
+    path = find_data(data)
+    if path.is_file() or ((path / NPZ_NAME).is_file() and not _has_idx(path, split)):
+        whole = load_split(split, path)
+        batches = (
+            (whole.images[i : i + batch_size], whole.labels[i : i + batch_size])
+            for i in range(0, len(whole), batch_size)
+        )
+        return whole.source, len(whole), batches
+    images_name, labels_name = IDX_NAMES[split]
+    images_path = _find_idx(path, images_name)
+    labels_path = _find_idx(path, labels_name)
+    dims = idx_shape(images_path)
+    check_images(np.zeros((0, *dims[1:]), np.uint8), str(images_path))
+    labels = check_labels(read_idx(labels_path), dims[0], str(labels_path))
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        start = 0
+        for chunk in iter_idx(images_path, batch_size):
+            chunk = check_images(chunk, str(images_path))
+            yield chunk, labels[start : start + len(chunk)]
+            start += len(chunk)
+
+    return path, dims[0], batches()
 
 
 def download_mnist(dest: Path, url: str = DOWNLOAD_URL, sha256: str = DOWNLOAD_SHA256) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from runtime.errors import InputError
+from runtime.errors import InputError, InputWarning
 
 SIZE = 28  # MNIST's field
 BOX = 20  # MNIST fitted each digit into a 20x20 box inside the field
@@ -40,11 +40,18 @@ def as_batch(x: object, name: str = "input") -> np.ndarray:
         batch = a.astype(np.float32, copy=False)
         if not np.isfinite(batch).all():
             raise InputError(f"{name}: expected finite pixel values, found NaN or inf")
-        if batch.size and (batch.min() < 0 or batch.max() > 1):
-            raise InputError(
-                f"{name}: expected float pixels in [0, 1], found {batch.min():g}..{batch.max():g}"
-                " (divide 0-255 pixels by 255, or pass them as uint8)"
+        low, high = (float(batch.min()), float(batch.max())) if batch.size else (0.0, 0.0)
+        if low < 0 or high > 255:
+            raise InputError(f"{name}: expected float pixels in [0, 1], found {low:g}..{high:g}")
+        if high > 1:
+            # 0-255 pixels passed as floats: the common slip. Convert, and say so.
+            warnings.warn(
+                f"{name}: expected float pixels in [0, 1], found {low:g}..{high:g}: "
+                "took them as 0-255 pixels and divided by 255",
+                InputWarning,
+                stacklevel=2,
             )
+            batch = batch * np.float32(1 / 255)
     else:
         raise InputError(f"{name}: expected uint8 or float pixels, found dtype {a.dtype}")
     return _to_nhw(batch, name)
@@ -72,7 +79,14 @@ def load_image(path: Path | str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if path.is_file() and path.stat().st_size == 0:
+                raise InputError(f"{path}: expected an image, found an empty file")
             with Image.open(path) as img:
+                frames = getattr(img, "n_frames", 1)
+                if frames > 1:
+                    raise InputError(
+                        f"{path}: expected one image, found {frames} frames (animated, multi-page)"
+                    )
                 img.load()
                 gray = _grayscale(img)
     except FileNotFoundError:

@@ -60,11 +60,11 @@ class SessionSettings:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.enable_cpu_mem_arena = self.memory_arena
         opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.spinning)))
-        opts.graph_optimization_level = _OPT_LEVELS[self.optimization]
+        opts.graph_optimization_level = OPTIMIZATION_LEVELS[self.optimization]
         return opts
 
 
-_OPT_LEVELS = {
+OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,

@@ -55,6 +55,10 @@ def train(
     limit: Annotated[
         int | None, typer.Option(min=1, help="Train on the first N images only (quick tries).")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue an interrupted run (same options) from its last epoch."),
+    ] = False,
     json_out: JsonOpt = False,
 ):
     """Train a model on MNIST; saves mnist_<arch>.keras with its .history.json and .metrics.json."""
@@ -69,9 +73,17 @@ def train(
         limit=limit,
         data=data,
         out=out,
-        verbose=2 if json_out else None,
+        resume=resume,
+        verbose=0 if json_out else None,  # --json: stdout carries the JSON alone
     )
-    result = run_train(config)
+    try:
+        result = run_train(config)
+    except KeyboardInterrupt:
+        again = f"mnist-edge train --arch {arch.value} --out {out} --resume"
+        typer.echo(
+            f"interrupted: the last completed epoch is kept; continue with: {again}", err=True
+        )
+        raise typer.Exit(130) from None
     if json_out:
         typer.echo(json.dumps(asdict(result)))
         return
@@ -155,3 +167,7 @@ def parity(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

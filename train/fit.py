@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from runtime.errors import InputError
+from runtime.errors import InputError, OutputError
 from runtime.files import atomic_path, write_json
 from runtime.mnist import Split, load_split
 from runtime.preprocess import as_batch
@@ -64,6 +66,7 @@ class TrainConfig:
     limit: int | None = None  # train on the first N images only (tests, quick tries)
     data: Path | None = None  # None: runtime.mnist.find_data's search order
     out: Path = Path("runs")
+    resume: bool = False  # continue an interrupted run from its last completed epoch
     verbose: int | None = None  # Keras verbosity; None: a progress bar on a terminal
 
 
@@ -73,16 +76,21 @@ class TrainResult:
     model_path: str
     test_accuracy: float
     test_loss: float
-    train_seconds: float
+    train_seconds: float  # of this invocation; an interrupted run's earlier time is not counted
     epochs: int
+    resumed_from_epoch: int  # 0 for a run that was not interrupted
     train_images: int
     seed: int
     recipe: dict
     versions: dict
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train `config.arch`, evaluate on the test split, save model, history and metrics."""
+def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Train `config.arch`, evaluate on the test split, save model, history and metrics.
+
+    Each epoch is checkpointed in `<out>/.mnist_<arch>.checkpoint/` (two generations, so a kill
+    while writing loses at most one epoch); `resume=True` continues from there.
+    """
     if config.arch not in BUILDERS:
         raise InputError(f"--arch: expected one of {', '.join(BUILDERS)}, found {config.arch!r}")
     recipe = RECIPES[config.arch]
@@ -90,6 +98,10 @@ def train(config: TrainConfig) -> TrainResult:
         if config.epochs < 1:
             raise InputError(f"--epochs: expected a positive count, found {config.epochs}")
         recipe = replace(recipe, epochs=config.epochs)
+    out = Path(config.out)
+    stem = out / f"mnist_{config.arch}"
+    checkpoint = out / f".mnist_{config.arch}.checkpoint"
+    resumed_from = _check_resume(checkpoint, config)
     train_split, test_split = load_split("train", config.data), load_split("test", config.data)
     if config.limit is not None:
         train_split = Split(
@@ -107,17 +119,24 @@ def train(config: TrainConfig) -> TrainResult:
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+    history_path = stem.with_suffix(".history.json")
+    history = EpochLog(history_path, keep_epochs=resumed_from)
+    backup = keras.callbacks.BackupAndRestore(str(checkpoint), double_checkpoint=True)
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     start = time.perf_counter()
-    history = model.fit(
-        _dataset(train_split, recipe, config.seed), epochs=recipe.epochs, verbose=verbose
+    model.fit(
+        _dataset(train_split, recipe, config.seed),
+        epochs=recipe.epochs,
+        verbose=verbose,
+        callbacks=[backup, history, *callbacks],
     )
     seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(*_arrays(test_split), batch_size=512, verbose=0)
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"mnist_{config.arch}"
     model_path = stem.with_suffix(".keras")
     with atomic_path(model_path) as tmp:
         model.save(tmp)
@@ -128,17 +147,46 @@ def train(config: TrainConfig) -> TrainResult:
         test_loss=round(float(test_loss), 6),
         train_seconds=round(seconds, 1),
         epochs=recipe.epochs,
+        resumed_from_epoch=resumed_from,
         train_images=len(train_split),
         seed=config.seed,
         recipe=asdict(recipe),
         versions=versions(),
     )
-    write_json(
-        stem.with_suffix(".history.json"),
-        {k: [float(v) for v in vs] for k, vs in history.history.items()},
-    )
     write_json(stem.with_suffix(".metrics.json"), asdict(result))
     return result
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Writes the per-epoch history after every epoch, so an interrupted run keeps its past."""
+
+    def __init__(self, path: Path, keep_epochs: int):
+        super().__init__()
+        self.path = path
+        previous = json.loads(path.read_text()) if keep_epochs and path.is_file() else {}
+        self.history = {k: v[:keep_epochs] for k, v in previous.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        write_json(self.path, self.history)
+
+
+def _check_resume(checkpoint: Path, config: TrainConfig) -> int:
+    """The epoch an interrupted run reached (0 when starting afresh); refuse ambiguity."""
+    state = checkpoint / "training_metadata.json"
+    if config.resume:
+        if not state.is_file():
+            raise InputError(
+                f"--resume: expected an interrupted run's checkpoint in {checkpoint}, found none"
+            )
+        return int(json.loads(state.read_text())["epoch"])
+    if checkpoint.exists():
+        raise InputError(
+            f"{checkpoint}: an interrupted run is there: pass --resume to continue it, "
+            "or delete the folder to start over"
+        )
+    return 0
 
 
 def versions() -> dict[str, str]:

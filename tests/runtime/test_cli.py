@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from runtime.cli import app, parse_batch_sizes
+from runtime.cli import app, parse_counts
 from runtime.errors import InputError
 from tests.conftest import synthetic_digits, write_idx
 
@@ -145,7 +145,7 @@ def test_bench_json_keeps_the_documented_keys(tiny_model):
     for r in payload["results"]:
         assert {"batch_size", "p50_us", "p90_us", "p99_us", "mean_us", "images_per_s"} <= set(r)
         assert r["p50_us"] <= r["p90_us"] <= r["p99_us"]
-    assert payload["settings"]["threads"] == 1 and payload["settings"]["batch_sizes"] == [1, 4]
+    assert payload["settings"]["threads"] == [1] and payload["settings"]["batch_sizes"] == [1, 4]
 
 
 def test_evaluate_json_reports_accuracy_and_count(tiny_model, mnist_folder):
@@ -164,7 +164,82 @@ def test_info_json_describes_the_model(tiny_model):
     assert payload["size_bytes"] == tiny_model.stat().st_size
 
 
-def test_parse_batch_sizes():
-    assert parse_batch_sizes("1, 32,256") == (1, 32, 256)
-    with pytest.raises(InputError):
-        parse_batch_sizes("")
+def test_parse_counts():
+    assert parse_counts("1, 32,256", "--batch-sizes") == (1, 32, 256)
+    with pytest.raises(InputError, match="--threads"):
+        parse_counts("", "--threads")
+
+
+def test_low_power_runs_one_thread_without_spinning(tiny_model, inputs):
+    result = run("predict", inputs["npy"], "--model", tiny_model, "--low-power")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["predict", "{npy}", "--low-power", "--threads", "2"], "--low-power"),
+        (["predict", "{npy}", "--low-power", "--spinning"], "--low-power"),
+        (["bench", "--low-power", "--threads", "1,2"], "--low-power"),
+        (["bench", "--optimization", "max"], "--optimization"),
+        (["bench", "--threads", "0"], "--threads"),
+        (["predict", "{npy}", "--batch-size", "0"], "--batch-size"),
+    ],
+    ids=[
+        "low-power-threads",
+        "low-power-spinning",
+        "bench-sweep",
+        "optimization",
+        "bench-threads",
+        "batch-size",
+    ],
+)
+def test_conflicting_or_bad_device_options_are_refused(tiny_model, inputs, args, fragment):
+    args = [a.format(npy=inputs["npy"]) for a in args] + ["--model", str(tiny_model)]
+    assert_one_line_error(run(*args), fragment)
+
+
+def test_bench_sweeps_threads_reports_cold_start_and_saves_json(tiny_model, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run(
+        "bench",
+        "--model",
+        tiny_model,
+        "--batch-sizes",
+        "1,2",
+        "--threads",
+        "1,2",
+        "--runs",
+        "15",
+        "--warmup",
+        "0",
+        "--no-spinning",
+        "--no-memory-arena",
+        "--optimization",
+        "basic",
+        "--output",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    assert "cold start, threads 1" in result.stdout and "p99.9 us" in result.stdout
+    saved = json.loads(out.read_text())
+    assert [(r["threads"], r["batch_size"]) for r in saved["results"]] == [
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+    ]
+    assert all(r["runs"] == 15 for r in saved["results"])
+    s = saved["settings"]
+    assert (s["spinning"], s["memory_arena"], s["optimization"]) == (False, False, "basic")
+    assert len(saved["cold_start"]) == 2
+
+
+def test_predict_streams_a_large_idx_file_in_batches(tiny_model, tmp_path):
+    images, _ = synthetic_digits(700)
+    idx = write_idx(tmp_path / "many-idx3-ubyte", images)
+    result = run("predict", idx, "--model", tiny_model, "--batch-size", "64", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 700 and rows[-1]["input"] == f"{idx}[699]"

@@ -11,10 +11,13 @@ from runtime.errors import DataError
 from runtime.mnist import (
     download_mnist,
     find_data,
+    idx_shape,
+    iter_idx,
     load_split,
     parse_idx,
     read_idx,
     read_npz_split,
+    stream_split,
 )
 from tests.conftest import idx_bytes, synthetic_digits, write_idx
 
@@ -200,3 +203,32 @@ def test_real_mnist_is_the_genuine_set(real_mnist):
         1009,
     ]
     assert abs(train.images.mean() / 255 - 0.13066) < 1e-4
+
+
+def test_streaming_an_idx_file_gives_the_same_images_in_chunks(tmp_path):
+    images, _ = synthetic_digits(23)
+    for compress in (False, True):
+        path = write_idx(tmp_path / f"x{compress}-idx3-ubyte", images, compress=compress)
+        chunks = list(iter_idx(path, batch_size=5))
+        assert [len(c) for c in chunks] == [5, 5, 5, 5, 3]
+        np.testing.assert_array_equal(np.concatenate(chunks), images)
+        assert idx_shape(path) == (23, 28, 28)
+
+
+@pytest.mark.parametrize(("cut", "message"), [(-100, "truncated"), (1, "trailing bytes")])
+def test_streaming_detects_truncated_and_overlong_files(tmp_path, cut, message):
+    data = idx_bytes(synthetic_digits(4)[0])
+    data = data[:cut] if cut < 0 else data + b"x" * cut
+    path = tmp_path / "bad-idx3-ubyte"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=message):
+        list(iter_idx(path, batch_size=3))
+
+
+def test_streamed_split_matches_the_loaded_split(mnist_folder, tmp_path):
+    whole = load_split("test", mnist_folder)
+    source, count, batches = stream_split("test", mnist_folder, batch_size=6)
+    images, labels = zip(*batches, strict=True)
+    assert (source, count) == (mnist_folder, 20)
+    np.testing.assert_array_equal(np.concatenate(images), whole.images)
+    np.testing.assert_array_equal(np.concatenate(labels), whole.labels)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.errors import InputError
+from runtime.errors import InputError, InputWarning
 from runtime.mnist import load_split
 from runtime.preprocess import as_batch, load_image, mnist_style
 
@@ -33,12 +33,24 @@ def test_other_integer_dtypes_in_pixel_range_are_accepted():
         (np.zeros((28, 27), np.uint8), r"found \(28, 27\)"),
         (np.zeros((2, 3, 28, 28), np.float32), r"found \(2, 3, 28, 28\)"),
         (np.full((28, 28), np.nan, np.float32), "NaN or inf"),
-        (np.full((28, 28), 255.0), r"expected float pixels in \[0, 1\], found 255..255"),
+        (np.full((28, 28), 256.0), r"expected float pixels in \[0, 1\], found 256..256"),
+        (np.full((28, 28), -0.5), r"expected float pixels in \[0, 1\], found -0.5..-0.5"),
+        (np.array([[object()] * 28] * 28), "found dtype object"),
         (np.full((28, 28), 300, np.int32), "expected integer pixels in 0..255"),
         (np.zeros((28, 28), complex), "expected uint8 or float pixels, found dtype complex128"),
         (np.array([["a"] * 28] * 28), "found dtype <U1"),
     ],
-    ids=["shape", "rank", "nan", "0-255-floats", "int-range", "complex", "strings"],
+    ids=[
+        "shape",
+        "rank",
+        "nan",
+        "float-range",
+        "negative",
+        "object",
+        "int-range",
+        "complex",
+        "strings",
+    ],
 )
 def test_bad_arrays_get_an_input_error_saying_expected_and_found(x, message):
     with pytest.raises(InputError, match=message):
@@ -149,3 +161,15 @@ def test_real_digits_saved_as_files_keep_their_pixels_close(real_mnist, tmp_path
         diffs.append(np.abs(load_image(path).astype(float) - test.images[i]).mean())
     # Re-making MNIST's normalisation from a 4x, inverted copy lands near the original pixels.
     assert np.median(diffs) < 20
+
+
+def test_float_pixels_in_0_255_are_divided_by_255_with_a_warning():
+    x = np.zeros((28, 28))
+    x[10, 10] = 255.0
+    with pytest.warns(InputWarning, match="took them as 0-255 pixels and divided by 255"):
+        batch = as_batch(x, "x")
+    assert batch.max() == 1.0
+
+
+def test_empty_batch_is_accepted():
+    assert as_batch(np.zeros((0, 28, 28), np.uint8)).shape == (0, 28, 28)

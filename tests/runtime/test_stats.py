@@ -3,7 +3,6 @@ import pytest
 
 from runtime.bench import BenchConfig, bench, summarize, time_calls
 from runtime.parity import compare
-from runtime.session import Classifier
 
 
 def test_summarize_percentiles_and_throughput_from_known_timings():
@@ -29,11 +28,13 @@ def test_time_calls_runs_at_least_min_runs():
 
 
 def test_bench_reports_each_batch_size(tiny_model):
-    results = bench(
-        Classifier(tiny_model), BenchConfig(batch_sizes=(1, 8), duration=0.01, warmup=0.0)
-    )
-    assert [r.batch_size for r in results] == [1, 8]
-    assert all(r.runs >= 10 and r.p50_us > 0 for r in results)
+    config = BenchConfig(batch_sizes=(1, 8), threads=(1, 2), runs=12, warmup=0.0)
+    report = bench(tiny_model, config)
+    assert [(r.threads, r.batch_size) for r in report.results] == [(1, 1), (1, 8), (2, 1), (2, 8)]
+    assert all(r.runs == 12 and r.p50_us > 0 for r in report.results)
+    assert [c.threads for c in report.cold_start] == [1, 2]
+    assert all(c.load_ms > 0 and c.first_inference_us > 0 for c in report.cold_start)
+    assert report.settings["threads"] == [1, 2] and report.settings["runs"] == 12
 
 
 def test_parity_counts_disagreements_and_largest_difference():

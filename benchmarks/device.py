@@ -1,0 +1,142 @@
+"""What a device pays to run mnist-edge, against the same job done with TensorFlow.
+
+Builds two fresh virtual environments from this checkout's wheel (reused on later runs):
+`runtime` (pip install mnist-edge, no extras) and `tensorflow` (pip install 'mnist-edge[train]').
+Then, in one run, it measures for each:
+  - the import time of the package that does the work (`runtime` vs `tensorflow`),
+  - the cold-start wall time of classifying one PNG from a fresh process (median of --runs),
+  - the peak RSS of that process,
+  - the installed size of the environment.
+
+    python benchmarks/device.py [--runs 7] [--envs build/bench-envs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import venv
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+from measure import run_measured
+
+from runtime.files import write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG = ROOT / "examples" / "digits" / "7.png"
+
+# The TensorFlow way of doing `mnist-edge predict one.png`: load the Keras model, predict.
+TF_PREDICT = """
+import sys
+import numpy as np
+import keras
+from runtime.preprocess import as_batch, load_image
+model = keras.models.load_model(sys.argv[1])
+probs = model.predict(as_batch(load_image(sys.argv[2]))[..., None], verbose=0)
+print(sys.argv[2], int(np.argmax(probs)), float(probs.max()))
+"""
+
+
+@dataclass
+class Figures:
+    env: str
+    import_s: float  # median of --runs
+    cold_predict_s: float  # median wall time of one fresh process classifying one PNG
+    peak_rss_mb: float  # the largest of those processes' peak RSS
+    installed_mb: float
+
+
+def make_env(folder: Path, spec: str) -> Path:
+    python = folder / "bin" / "python"
+    if not python.exists():
+        venv.create(folder, with_pip=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", spec], check=True)
+    return python
+
+
+def import_time(python: Path, module: str, runs: int, cwd: Path) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    times = [
+        float(
+            subprocess.run(
+                [python, "-c", code], cwd=cwd, capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        for _ in range(runs)
+    ]
+    return statistics.median(times)
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def measure(name: str, python: Path, module: str, command: list[str], runs: int) -> Figures:
+    cwd = Path("/tmp")  # outside the checkout: only the installed package is found
+    samples = [run_measured(command, cwd) for _ in range(runs)]
+    return Figures(
+        env=name,
+        import_s=round(import_time(python, module, runs, cwd), 3),
+        cold_predict_s=round(statistics.median(s[0] for s in samples), 3),
+        peak_rss_mb=round(max(s[1] for s in samples), 1),
+        installed_mb=round(folder_mb(python.parent.parent), 1),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--envs", type=Path, default=ROOT / "build" / "bench-envs")
+    args = parser.parse_args()
+
+    runtime_py = make_env(args.envs / "runtime", str(ROOT))
+    tf_py = make_env(args.envs / "tensorflow", f"{ROOT}[train]")
+    keras_model = ROOT / "exported" / "mnist_cnn.keras"
+    results = [
+        measure(
+            "runtime only (pip install .)",
+            runtime_py,
+            "runtime",
+            [str(runtime_py.parent / "mnist-edge"), "predict", str(PNG)],
+            args.runs,
+        ),
+        measure(
+            "TensorFlow (pip install '.[train]')",
+            tf_py,
+            "tensorflow",
+            [str(tf_py), "-c", TF_PREDICT, str(keras_model), str(PNG)],
+            args.runs,
+        ),
+    ]
+    print(
+        f"{'environment':<38} {'import s':>9} {'cold predict s':>15} {'peak RSS MB':>12} "
+        f"{'installed MB':>13}"
+    )
+    for r in results:
+        print(
+            f"{r.env:<38} {r.import_s:>9.3f} {r.cold_predict_s:>15.3f} {r.peak_rss_mb:>12.1f} "
+            f"{r.installed_mb:>13.1f}"
+        )
+    ratio = results[1].installed_mb / results[0].installed_mb
+    print(f"the TensorFlow environment is {ratio:.1f}x the size of the runtime-only one")
+
+    out = ROOT / "benchmarks" / "results" / f"{date.today()}-{platform.node()}-device.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "runs": args.runs,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "results": [asdict(r) for r in results],
+        "size_ratio": round(ratio, 2),
+    }
+    write_json(out, payload)
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

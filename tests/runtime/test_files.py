@@ -1,0 +1,71 @@
+import errno
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runtime.cli import app
+from runtime.errors import OutputError
+from runtime.files import atomic_path, write_json
+
+
+def test_write_json_replaces_the_file_whole(tmp_path):
+    dest = tmp_path / "r.json"
+    write_json(dest, {"a": 1})
+    write_json(dest, {"a": 2})
+    assert json.loads(dest.read_text()) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    assert dest.stat().st_mode & 0o044  # readable by others, unlike mkstemp's 0600
+
+
+def test_a_failure_midway_leaves_the_previous_file_and_no_temporary(tmp_path):
+    dest = tmp_path / "model.onnx"
+    dest.write_bytes(b"previous")
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert dest.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_disk_full_is_an_output_error_and_nothing_is_half_written(tmp_path, monkeypatch):
+    dest = tmp_path / "r.json"
+    dest.write_text("old")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OutputError, match=r"r.json: cannot write \(No space left on device\)"):
+        write_json(dest, {"a": 1})
+    monkeypatch.undo()
+    assert dest.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_unwritable_destination_is_an_output_error(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_json(not_a_folder / "r.json", {})
+
+
+def test_bench_output_to_an_unwritable_place_is_one_line(tiny_model, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--model",
+            str(tiny_model),
+            "--runs",
+            "3",
+            "--batch-sizes",
+            "1",
+            "--output",
+            str(tmp_path / "file" / "b.json"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "--output" in result.stderr and "b.json: expected an existing folder" in result.stderr

@@ -1,0 +1,101 @@
+"""An interrupted training run (Ctrl-C or kill) continues from its last completed epoch."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+keras = pytest.importorskip("keras", reason="needs the train extra: pip install '.[train]'")
+
+from runtime.errors import InputError  # noqa: E402
+from tests.conftest import real_mnist_dir  # noqa: E402
+from train.cli import app  # noqa: E402
+from train.fit import TrainConfig, train  # noqa: E402
+
+pytestmark = pytest.mark.tensorflow
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Acts like Ctrl-C at the end of an epoch, after the checkpoint is written."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def data():
+    folder = real_mnist_dir()
+    if folder is None:
+        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR")
+    return folder
+
+
+def test_interrupted_run_resumes_from_its_last_epoch(data, tmp_path):
+    config = TrainConfig(arch="mlp", epochs=4, limit=1500, data=data, out=tmp_path, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[InterruptAfter(2)])
+    assert not (tmp_path / "mnist_mlp.keras").exists()  # nothing final was written
+    assert len(json.loads((tmp_path / "mnist_mlp.history.json").read_text())["loss"]) == 2
+
+    with pytest.raises(InputError, match="an interrupted run is there: pass --resume"):
+        train(config)
+
+    result = train(TrainConfig(**{**config.__dict__, "resume": True}))
+    assert result.resumed_from_epoch == 2 and result.epochs == 4
+    assert (tmp_path / "mnist_mlp.keras").is_file()
+    history = json.loads((tmp_path / "mnist_mlp.history.json").read_text())
+    assert len(history["loss"]) == 4  # two before the interruption, two after
+    assert history["loss"][3] < history["loss"][0]
+    assert not (tmp_path / ".mnist_mlp.checkpoint").exists()  # removed once complete
+    assert result.test_accuracy > 0.5
+
+
+def test_resume_without_a_checkpoint_is_refused(data, tmp_path):
+    result = CliRunner().invoke(
+        app, ["train", "--arch", "mlp", "--out", str(tmp_path), "--data", str(data), "--resume"]
+    )
+    assert result.exit_code == 2
+    assert "--resume: expected an interrupted run's checkpoint" in result.stderr
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_through_the_cli(data, tmp_path):
+    args = [
+        sys.executable,
+        "-m",
+        "train.cli",
+        "train",
+        "--arch",
+        "mlp",
+        "--epochs",
+        "30",
+        "--limit",
+        "6000",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path),
+    ]
+    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / ".mnist_mlp.checkpoint" / "training_metadata.json"
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert state.exists(), "the run ended before its first checkpoint"
+
+    resumed = subprocess.run([*args, "--resume", "--json"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["resumed_from_epoch"] >= 1 and result["epochs"] == 30
+    assert (tmp_path / "mnist_mlp.keras").is_file()
