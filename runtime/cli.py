@@ -122,9 +122,15 @@ def session_settings(
 
 
 def _classifier(model: Path | None, settings=None, **kw):
+    from runtime.errors import InputWarning
     from runtime.session import Classifier  # onnxruntime loads only for commands that need it
 
-    return Classifier(model, settings=settings, **kw)
+    clf = Classifier(model, settings=settings, **kw)
+    if clf.contract.assumed:
+        assumed = "; ".join(clf.contract.assumed)
+        message = f"{clf.path}: no mnist-edge metadata, assumed {assumed}"
+        warnings.warn(message, InputWarning, stacklevel=2)
+    return clf
 
 
 @app.command(rich_help_panel=DEVICE)

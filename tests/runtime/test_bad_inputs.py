@@ -248,6 +248,10 @@ def test_model_without_our_metadata_is_used_and_says_what_was_assumed(tmp_path):
     result = runner.invoke(app, ["info", "--model", str(path)])
     assert result.exit_code == 0
     assert "assumed   input layout NHWC (from its shape); pixels scaled to [0, 1]" in result.stdout
+    digits = _npy(tmp_path / "d.npy", synthetic_digits(2)[0])
+    predicted = runner.invoke(app, ["predict", str(digits), "--model", str(path)])
+    assert predicted.exit_code == 0 and len(predicted.stdout.splitlines()) == 2
+    assert predicted.stderr.startswith("warning: ") and "no mnist-edge metadata" in predicted.stderr
 
 
 DATA_FAILURES = [
