@@ -145,11 +145,11 @@ def _settings(path: Path | None, config: BenchConfig) -> dict:
         "onnxruntime": onnxruntime.__version__,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

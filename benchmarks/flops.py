@@ -1,0 +1,62 @@
+"""The physical limit: a model's FLOPs per image and the machine's measured matmul peak."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper, shape_inference
+
+
+def flops_per_image(path: Path) -> int:
+    """2 x multiply-accumulates of every Conv, MatMul and Gemm, at batch 1."""
+    model = onnx.load(path)
+    for value in (*model.graph.input, *model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_param")
+        dim.dim_value = 1
+    model = shape_inference.infer_shapes(model)
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)
+    }
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    macs = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            out = shapes[node.output[0]]  # N, C_out, H, W
+            weight = shapes[node.input[1]]  # C_out, C_in / group, kH, kW
+            macs += int(np.prod(out)) * int(np.prod(weight[1:]))
+        elif node.op_type in ("MatMul", "Gemm"):
+            a, b = shapes[node.input[0]], shapes[node.input[1]]
+            macs += int(np.prod(a)) * b[-1]
+    return 2 * macs
+
+
+def peak_gflops(threads: int, size: int = 1024, seconds: float = 1.0) -> float:
+    """fp32 GFLOP/s of a size x size x size matmul in onnxruntime (the kernels the runtime uses)."""
+    weight = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])],
+        initializer=[numpy_helper.from_array(weight, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(
+        model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
+    feed = {"a": weight}
+    session.run(None, feed)
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        session.run(None, feed)
+        runs += 1
+    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
