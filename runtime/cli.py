@@ -312,6 +312,7 @@ def info(model: ModelOpt = None, json_out: JsonOpt = False):
         typer.echo(json.dumps(described.to_dict()))
         return
     typer.echo(f"path      {described.path}")
+    typer.echo(f"variant   {described.variant} ({described.format} format)")
     typer.echo(f"size      {described.size_bytes:,} bytes  sha256 {described.sha256[:16]}...")
     for kind, tensors in (("input", described.inputs), ("output", described.outputs)):
         for t in tensors:

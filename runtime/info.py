@@ -19,6 +19,8 @@ class Tensor:
 @dataclass(frozen=True)
 class ModelInfo:
     path: str
+    format: str  # "onnx" or "ort" (onnxruntime's format for minimal builds)
+    variant: str  # "fp32", "int8", "..., optimised offline"
     size_bytes: int
     sha256: str
     inputs: list[Tensor]
@@ -39,6 +41,8 @@ def describe(clf: Classifier) -> ModelInfo:
     c = clf.contract
     return ModelInfo(
         path=str(path.resolve()),
+        format="ort" if path.read_bytes()[4:8] == b"ORTM" else "onnx",
+        variant=clf.metadata.get("variant", "fp32"),
         size_bytes=path.stat().st_size,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         inputs=[_tensor(t) for t in clf.session.get_inputs()],

@@ -123,46 +123,159 @@ def export(
 
 @app.command(rich_help_panel=WORKSTATION)
 def parity(
-    keras_model: Annotated[Path, typer.Argument(help="The .keras source model.")],
-    onnx_model: Annotated[Path, typer.Argument(help="The exported .onnx model.")],
+    reference: Annotated[
+        Path, typer.Argument(help="The source: a .keras model, or an ONNX/ORT model.")
+    ],
+    candidate: Annotated[Path, typer.Argument(help="The exported or derived ONNX/ORT model.")],
     data: DataOpt = None,
     json_out: JsonOpt = False,
 ):
-    """Compare an ONNX model with its Keras source on the test set; exit 1 when out of tolerance."""
-    _require_train_extra("parity")
-    from runtime.mnist import load_split
-    from train.export import load_keras
-    from train.parity import keras_vs_onnx
+    """Compare a model with its source on the 10k test images; exit 1 when out of tolerance.
 
-    model = load_keras(keras_model)
-    report = keras_vs_onnx(model, onnx_model, load_split("test", data))
-    if json_out:
-        typer.echo(
-            json.dumps(
-                {
-                    "agreement": report.agreement,
-                    "max_abs_diff": report.max_abs_diff,
-                    "keras_accuracy": report.reference_accuracy,
-                    "onnx_accuracy": report.candidate_accuracy,
-                    "count": report.count,
-                    "agreement_min": report.agreement_min,
-                    "max_abs_diff_allowed": report.max_abs_diff_allowed,
-                    "passed": report.passed,
-                }
-            )
+    Keras vs ONNX and fp32 vs optimised: every top-1 label equal, probabilities within 1e-5.
+    Against an INT8 variant: agreement >= 99.8% and accuracy within 0.1 points.
+    """
+    from runtime.mnist import load_split
+
+    test = load_split("test", data)
+    if reference.suffix == ".keras":
+        _require_train_extra("parity")
+        from train.export import load_keras
+        from train.parity import keras_vs_onnx
+
+        report = keras_vs_onnx(load_keras(reference), candidate, test)
+    else:
+        report = _runtime_parity(reference, candidate, test)
+    payload = {
+        "agreement": report.agreement,
+        "max_abs_diff": report.max_abs_diff,
+        "reference_accuracy": report.reference_accuracy,
+        "candidate_accuracy": report.candidate_accuracy,
+        "count": report.count,
+        "agreement_min": report.agreement_min,
+        "max_abs_diff_allowed": report.max_abs_diff_allowed,
+        "accuracy_drop_max": report.accuracy_drop_max,
+        "passed": report.passed,
+    }
+    if reference.suffix == ".keras":
+        payload.update(
+            keras_accuracy=report.reference_accuracy, onnx_accuracy=report.candidate_accuracy
         )
+    if json_out:
+        typer.echo(json.dumps(payload))
     else:
         typer.echo(f"agreement     {report.agreement:.4%}  (min {report.agreement_min:.4%})")
         typer.echo(
             f"max |diff|    {report.max_abs_diff:.3g}  (max {report.max_abs_diff_allowed:g})"
         )
         typer.echo(
-            f"accuracy      keras {report.reference_accuracy:.4%}, "
-            f"onnx {report.candidate_accuracy:.4%} on {report.count} images"
+            f"accuracy      reference {report.reference_accuracy:.4%}, "
+            f"candidate {report.candidate_accuracy:.4%} on {report.count} images"
         )
         typer.echo("PASS" if report.passed else "FAIL: " + "; ".join(report.failures()))
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _runtime_parity(reference: Path, candidate: Path, test):
+    from runtime.parity import compare
+    from runtime.session import Classifier
+
+    ref, cand = Classifier(reference), Classifier(candidate)
+    if "int8" in cand.metadata.get("variant", "") + ref.metadata.get("variant", ""):
+        from runtime.parity import INT8_ACCURACY_DROP_MAX, INT8_AGREEMENT_MIN, INT8_MAX_ABS_DIFF
+
+        limits = {
+            "agreement_min": INT8_AGREEMENT_MIN,
+            "max_abs_diff_allowed": INT8_MAX_ABS_DIFF,
+            "accuracy_drop_max": INT8_ACCURACY_DROP_MAX,
+        }
+    else:
+        limits = {}
+    return compare(
+        ref.predict_proba(test.images), cand.predict_proba(test.images), test.labels, **limits
+    )
+
+
+class Method(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+@app.command(rich_help_panel=WORKSTATION)
+def quantize(
+    onnx_model: Annotated[Path, typer.Argument(help="The fp32 ONNX model to quantize.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Output file. Default: <model>.int8.onnx beside it.")
+    ] = None,
+    data: DataOpt = None,
+    calibration_size: Annotated[
+        int, typer.Option(min=1, help="Training images used to calibrate the ranges.")
+    ] = 1000,
+    method: Annotated[Method, typer.Option(help="Calibration method.")] = Method.minmax,
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--no-per-channel", help="One weight scale per channel.")
+    ] = True,
+    json_out: JsonOpt = False,
+):
+    """Static INT8 quantization, calibrated on training images; written only if it holds."""
+    _require_train_extra("quantize")
+    from train.quantize import QuantizeConfig, quantize_file
+
+    config = QuantizeConfig(
+        method=method.value, calibration_size=calibration_size, per_channel=per_channel
+    )
+    result = quantize_file(onnx_model, out, config, data)
+    p = result.parity
+    if json_out:
+        typer.echo(json.dumps({**asdict(result), "parity": {**asdict(p), "passed": p.passed}}))
+        return
+    typer.echo(
+        f"wrote {result.path} ({result.size_bytes:,} bytes, "
+        f"{result.size_bytes / result.source_size_bytes:.0%} of fp32)"
+    )
+    typer.echo(
+        f"vs fp32 on {p.count} test images: agreement {p.agreement:.4%}, accuracy "
+        f"{p.reference_accuracy:.4%} -> {p.candidate_accuracy:.4%}"
+    )
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+    ort = "ort"
+
+
+@app.command(rich_help_panel=WORKSTATION)
+def optimize(
+    onnx_model: Annotated[Path, typer.Argument(help="The ONNX model to optimise.")],
+    format_: Annotated[
+        Format, typer.Option("--format", help="onnx (<model>.opt.onnx) or ort (<model>.ort).")
+    ] = Format.onnx,
+    out: Annotated[Path | None, typer.Option(help="Output file.")] = None,
+    data: DataOpt = None,
+    json_out: JsonOpt = False,
+):
+    """Save onnxruntime's offline-optimised graph, as ONNX or as ORT format for minimal builds."""
+    from train.variants import optimize_file
+
+    result = optimize_file(onnx_model, format_.value, out, data)
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    **asdict(result),
+                    "parity": {**asdict(result.parity), "passed": result.parity.passed},
+                }
+            )
+        )
+        return
+    typer.echo(
+        f"wrote {result.path} ({result.size_bytes:,} bytes); load "
+        f"{result.load_ms_source:.1f} ms -> {result.load_ms_variant:.1f} ms; parity "
+        f"agreement {result.parity.agreement:.2%}, max |diff| "
+        f"{result.parity.max_abs_diff:.2g}"
+    )
 
 
 def main() -> None:

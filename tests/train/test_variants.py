@@ -1,0 +1,95 @@
+"""INT8, offline-optimised and ORT-format variants: they load like any model, carry their
+metadata, and parity catches a variant that went wrong."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+onnx = pytest.importorskip("onnx", reason="needs the train extra: pip install '.[train]'")
+pytest.importorskip("sympy", reason="needs the train extra: pip install '.[train]'")
+
+from runtime import Classifier  # noqa: E402
+from runtime.cli import app  # noqa: E402
+from tests.conftest import real_mnist_dir  # noqa: E402
+
+pytestmark = [pytest.mark.tensorflow, pytest.mark.mnist]
+ROOT = Path(__file__).resolve().parent.parent.parent
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained_onnx(tmp_path_factory):
+    """A small MLP trained for one epoch and exported: a real model, quick to make."""
+    pytest.importorskip("tensorflow")
+    from train.export import export_file
+    from train.fit import TrainConfig, train
+
+    data = real_mnist_dir()
+    if data is None:
+        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR")
+    out = tmp_path_factory.mktemp("variants")
+    result = train(TrainConfig(arch="mlp", epochs=1, limit=3000, data=data, out=out, verbose=0))
+    return export_file(result.model_path, out / "mlp.onnx", data=data).path, data
+
+
+def _invoke(*args):
+    import train.cli  # noqa: F401  (adds the workstation commands to the app)
+
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_quantized_variant_loads_carries_metadata_and_matches_fp32(tmp_path):
+    data = real_mnist_dir()
+    if data is None:
+        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR")
+    source = ROOT / "exported" / "mnist_cnn.onnx"
+    out = tmp_path / "cnn.int8.onnx"
+    result = _invoke(
+        "quantize", source, "--out", out, "--data", data, "--calibration-size", "300", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["parity"]["agreement"] >= 0.998 and report["parity"]["passed"]
+    assert report["size_bytes"] < 0.3 * report["source_size_bytes"]
+    clf = Classifier(out)
+    assert (
+        clf.metadata["variant"] == "int8" and "calibration on 300" in clf.metadata["quantization"]
+    )
+    assert clf.metadata["arch"] == "cnn"  # the source's metadata carried over
+    assert "QLinearConv" in {n.op_type for n in onnx.load(out).graph.node}
+    info = json.loads(_invoke("info", "--model", out, "--json").stdout)
+    assert info["variant"] == "int8" and info["format"] == "onnx"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "ort"])
+def test_optimised_variants_load_the_same_way_and_agree_exactly(trained_onnx, tmp_path, fmt):
+    source, data = trained_onnx
+    out = tmp_path / f"mlp.{fmt}"
+    result = _invoke("optimize", source, "--format", fmt, "--out", out, "--data", data, "--json")
+    assert result.exit_code == 0, result.output
+    images = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    np.testing.assert_allclose(
+        Classifier(out).predict_proba(images), Classifier(source).predict_proba(images), atol=1e-5
+    )
+    info = json.loads(_invoke("info", "--model", out, "--json").stdout)
+    assert info["format"] == fmt and "optimised offline" in info["variant"]
+
+
+def test_parity_between_two_onnx_models_fails_on_a_corrupted_weight(trained_onnx, tmp_path):
+    source, data = trained_onnx
+    ok = _invoke("parity", source, source, "--data", data, "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["agreement"] == 1.0
+
+    model = onnx.load(source)
+    weights = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    array = onnx.numpy_helper.to_array(weights).copy()
+    array[:, 3] += 0.5  # one class's weights shifted: many images now read as 3
+    weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, bad)
+    failed = _invoke("parity", source, bad, "--data", data)
+    assert failed.exit_code == 1
+    assert "FAIL: top-1 agreement" in failed.stdout

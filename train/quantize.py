@@ -1,0 +1,153 @@
+"""Static INT8 post-training quantization with onnxruntime's tools, checked against fp32.
+
+Calibrated on training images (never the test set), after onnxruntime's pre-processing step
+(symbolic shape inference and graph optimisation).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from runtime.errors import InputError, ParityError
+from runtime.files import atomic_path
+from runtime.mnist import load_split
+from runtime.parity import (
+    INT8_ACCURACY_DROP_MAX,
+    INT8_AGREEMENT_MIN,
+    INT8_MAX_ABS_DIFF,
+    ParityReport,
+    compare,
+)
+from runtime.preprocess import as_batch
+from runtime.session import Classifier
+
+METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    method: str = "minmax"
+    calibration_size: int = 1000  # training images fed through the model to fix the ranges
+    per_channel: bool = True  # one scale per output channel of each weight
+    # QOperator fuses ops into QLinearConv/QLinearMatMul; QDQ leaves Q/DQ pairs for the
+    # optimizer to fuse. Chosen by measuring on this CPU (see the model card).
+    quant_format: str = "qoperator"
+    activations: str = "uint8"  # uint8 activations x int8 weights: the fast x86 kernel path
+    reduce_range: bool = False  # 7-bit weights, only for CPUs without VNNI
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    path: str
+    size_bytes: int
+    source_size_bytes: int
+    parity: ParityReport
+    metadata: dict[str, str]
+
+
+class _Images(CalibrationDataReader):
+    def __init__(self, name: str, batches: list[np.ndarray]):
+        self.items = iter([{name: b} for b in batches])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def quantize_file(
+    source: Path, out: Path | None, config: QuantizeConfig, data: Path | None = None
+) -> QuantizeResult:
+    """Quantize `source` to INT8, check it on the 10k test images, write it only if it holds."""
+    if config.method not in METHODS:
+        raise InputError(f"--method: expected one of {', '.join(METHODS)}, found {config.method!r}")
+    if config.calibration_size < 1:
+        raise InputError(
+            f"--calibration-size: expected a positive count, found {config.calibration_size}"
+        )
+    source = Path(source)
+    out = Path(out) if out else source.with_name(source.stem + ".int8.onnx")
+    fp32 = Classifier(source)
+    train = load_split("train", data)
+    n = min(config.calibration_size, len(train))
+    calibration = fp32.contract.feed(as_batch(train.images[:n]))  # model's own input layout
+    batches = [calibration[i : i + 64] for i in range(0, n, 64)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))
+        quantized = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            _Images(fp32.contract.input_name, batches),
+            quant_format=QuantFormat.QOperator
+            if config.quant_format == "qoperator"
+            else QuantFormat.QDQ,
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            activation_type=QuantType.QUInt8 if config.activations == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=METHODS[config.method],
+        )
+        model = onnx.load(quantized)
+        meta = {**fp32.metadata, **_quant_metadata(config, n)}
+        onnx.helper.set_model_props(model, meta)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp_out:
+            onnx.save(model, tmp_out)
+            report = fp32_parity(fp32, tmp_out, data)
+            if not report.passed:
+                raise ParityError(
+                    f"{out}: not written, INT8 parity failed: " + "; ".join(report.failures())
+                )
+            meta.update(
+                test_accuracy=f"{report.candidate_accuracy:.6f}",
+                parity=f"vs fp32: agreement {report.agreement:.6f}, max_abs_diff "
+                f"{report.max_abs_diff:.3g} on {report.count} test images",
+            )
+            onnx.helper.set_model_props(model, meta)
+            onnx.save(model, tmp_out)
+    return QuantizeResult(str(out), out.stat().st_size, source.stat().st_size, report, meta)
+
+
+def fp32_parity(fp32: Classifier, candidate: Path, data: Path | None) -> ParityReport:
+    test = load_split("test", data)
+    return compare(
+        fp32.predict_proba(test.images),
+        Classifier(candidate).predict_proba(test.images),
+        test.labels,
+        agreement_min=INT8_AGREEMENT_MIN,
+        max_abs_diff_allowed=INT8_MAX_ABS_DIFF,
+        accuracy_drop_max=INT8_ACCURACY_DROP_MAX,
+    )
+
+
+def _quant_metadata(config: QuantizeConfig, calibration_images: int) -> dict[str, str]:
+    return {
+        "variant": "int8",
+        "quantization": (
+            f"static INT8, {config.quant_format}, activations {config.activations}, weights int8 "
+            f"{'per-channel' if config.per_channel else 'per-tensor'}, "
+            f"{config.method} calibration on {calibration_images} training images"
+        ),
+        "quantization_reason": QUANTIZATION_REASON,
+    }
+
+
+QUANTIZATION_REASON = "see exported/README.md, INT8: the fastest measured format on x86 CPUs"
