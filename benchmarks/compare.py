@@ -85,10 +85,14 @@ def run_engines(args, tflite_dir: Path, threads: int) -> list[dict]:
     ]
     if args.int8:
         command += ["--int8", str(args.int8)]
+    if args.anchor_dir:
+        command += ["--anchor-tflite-dir", str(args.anchor_dir)]
     if args.data:
         command += ["--data", str(args.data)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"engines.py at {threads} thread(s) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -226,6 +230,12 @@ def main() -> None:
     parser.add_argument("--keras", type=Path, default=ROOT / "exported" / "mnist_cnn.keras")
     parser.add_argument("--onnx", type=Path, default=ROOT / "exported" / "mnist_cnn.onnx")
     parser.add_argument("--int8", type=Path, default=ROOT / "exported" / "mnist_cnn.int8.onnx")
+    parser.add_argument(
+        "--anchor",
+        type=Path,
+        default=HERE / "anchor" / "mnist_convnet.keras",
+        help="the Keras model to run on LiteRT beside ours (benchmarks/anchor.py)",
+    )
     parser.add_argument("--batch-sizes", default="1,32,256,1024")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--duration", type=float, default=2.0)
@@ -253,6 +263,11 @@ def main() -> None:
         args.tflite_dir = Path(tmp)
         print("converting the Keras model to LiteRT (fp32, INT8)", file=sys.stderr)
         convert_tflite(args.keras, args.tflite_dir, args.data, 100 if args.quick else 1000)
+        args.anchor_dir = None
+        if args.anchor.exists():
+            args.anchor_dir = args.tflite_dir / "anchor"
+            args.anchor_dir.mkdir()
+            convert_tflite(args.anchor, args.anchor_dir, args.data, 100 if args.quick else 1000)
         engines = []
         for t in (int(x) for x in args.threads.split(",")):
             print(f"measuring every engine at {t} thread(s)", file=sys.stderr)

@@ -21,6 +21,8 @@ import numpy as np
 from runtime.bench import summarize, time_calls
 from runtime.mnist import load_split
 
+ANCHOR = "anchor (Keras simple convnet): "
+
 
 @dataclass
 class Engine:
@@ -42,9 +44,13 @@ def runtime_engines(onnx_path: Path, threads: int, int8_path: Path | None) -> li
     opts.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    raw = session.get_inputs()[0].type == "tensor(uint8)"  # uint8 (N, 28, 28) raw pixels
+
+    def tensor(x: np.ndarray) -> np.ndarray:
+        return x if raw else x[..., None].astype(np.float32) / 255
 
     def bare_call(x: np.ndarray) -> Callable[[], object]:
-        feed = {name: x[..., None].astype(np.float32) / 255}  # prepared once, outside the timing
+        feed = {name: tensor(x)}  # prepared once, outside the timing
         return lambda: session.run(None, feed)
 
     engines = [
@@ -52,7 +58,7 @@ def runtime_engines(onnx_path: Path, threads: int, int8_path: Path | None) -> li
         Engine(
             "onnxruntime session (bare)",
             bare_call,
-            lambda x: session.run(None, {name: x[..., None].astype(np.float32) / 255})[0],
+            lambda x: session.run(None, {name: tensor(x)})[0],
         ),
     ]
     if int8_path is not None and int8_path.exists():
@@ -90,7 +96,7 @@ def tensorflow_engines(keras_path: Path, threads: int) -> list[Engine]:
     ]
 
 
-def litert_engines(tflite_dir: Path, threads: int) -> list[Engine]:
+def litert_engines(tflite_dir: Path, threads: int, prefix: str = "") -> list[Engine]:
     from ai_edge_litert.interpreter import Interpreter
 
     engines = []
@@ -99,7 +105,9 @@ def litert_engines(tflite_dir: Path, threads: int) -> list[Engine]:
         if not path.exists():
             continue
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        engines.append(Engine(label, _litert_call(interpreter), _litert_proba(interpreter)))
+        engines.append(
+            Engine(prefix + label, _litert_call(interpreter), _litert_proba(interpreter))
+        )
     return engines
 
 
@@ -173,6 +181,7 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path, required=True)
     parser.add_argument("--int8", type=Path, default=None)
     parser.add_argument("--tflite-dir", type=Path, required=True)
+    parser.add_argument("--anchor-tflite-dir", type=Path, default=None)
     parser.add_argument("--batch-sizes", default="1,32,256,1024")
     parser.add_argument("--duration", type=float, default=1.0)
     parser.add_argument("--eval-images", type=int, default=10000)
@@ -185,6 +194,11 @@ def main() -> None:
     engines = (
         runtime_engines(args.onnx, args.threads, args.int8)
         + litert_engines(args.tflite_dir, args.threads)
+        + (
+            litert_engines(args.anchor_tflite_dir, args.threads, ANCHOR)
+            if args.anchor_tflite_dir
+            else []
+        )
         + tensorflow_engines(args.keras, args.threads)
     )
     out = []

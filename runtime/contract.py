@@ -36,16 +36,20 @@ class Contract:
     labels: tuple[str, ...]
     assumed: tuple[str, ...] = field(default=())  # what was guessed for lack of metadata
 
-    def feed(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (N, 28, 28) pixels in [0, 1] -> the model's input tensor."""
-        n = len(batch)
-        if self.dtype == np.uint8:
-            x = np.rint(batch * 255).astype(np.uint8)
+    def feed(self, images: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8 pixels or float32 in [0, 1] -> the model's input tensor."""
+        if images.dtype == np.uint8:
+            if self.dtype == np.uint8:
+                x = images  # no conversion at all: the fast path
+            else:
+                x = images.astype(np.float32) * np.float32(self.pixel_scale)
+        elif self.dtype == np.uint8:
+            x = np.rint(images * 255).astype(np.uint8)
         elif self.pixel_scale == 1 / 255:
-            x = batch
+            x = images
         else:
-            x = batch * np.float32(255 * self.pixel_scale)
-        return x.reshape((n, *LAYOUTS[self.layout]))
+            x = images * np.float32(255 * self.pixel_scale)
+        return x.reshape((len(images), *LAYOUTS[self.layout]))
 
 
 def metadata_for(layout: str, pixel_scale: float, output: str, **extra: object) -> dict[str, str]:

@@ -9,13 +9,13 @@ import numpy as np
 
 from runtime.errors import DataError, InputError
 from runtime.mnist import idx_shape, iter_idx
-from runtime.preprocess import as_batch, load_image
+from runtime.preprocess import as_images, load_image
 
 _NPY_MAGIC = b"\x93NUMPY"
 
 
 def iter_inputs(paths: list[Path], batch_size: int = 256) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(names, float32 (n, 28, 28) images in [0, 1]) batches, in the order given.
+    """(names, (n, 28, 28) images: uint8, or float32 in [0, 1]) batches, in the order given.
 
     An image file is one image named by its path; an array or IDX file gives `path[i]` per image
     and is read chunk by chunk, so memory stays bounded by `batch_size` whatever the file size.
@@ -30,7 +30,7 @@ def iter_inputs(paths: list[Path], batch_size: int = 256) -> Iterator[tuple[list
             yield from _array_batches(path, batch_size)
             continue
         names.append(str(path))
-        images.append(as_batch(load_image(path), str(path)))
+        images.append(as_images(load_image(path), str(path)))
         if len(images) == batch_size:
             yield names, np.concatenate(images)
             names, images = [], []
@@ -41,7 +41,7 @@ def iter_inputs(paths: list[Path], batch_size: int = 256) -> Iterator[tuple[list
 def _array_batches(path: Path, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
     start = 0
     for chunk in _chunks(path, batch_size):
-        batch = as_batch(chunk, str(path))
+        batch = as_images(chunk, str(path))
         yield [f"{path}[{i}]" for i in range(start, start + len(batch))], batch
         start += len(batch)
 

@@ -22,38 +22,46 @@ INK_THRESHOLD = 0.2  # of the strongest ink: fainter pixels are background noise
 
 
 def as_batch(x: object, name: str = "input") -> np.ndarray:
-    """Any accepted array -> float32 (N, 28, 28) with values in [0, 1].
+    """Any accepted array -> float32 (N, 28, 28) with values in [0, 1]."""
+    images = as_images(x, name)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) * np.float32(1 / 255)
+    return images
+
+
+def as_images(x: object, name: str = "input") -> np.ndarray:
+    """Any accepted array -> (N, 28, 28): uint8 pixels (0-255) or float32 in [0, 1].
 
     Accepts uint8 (0-255) or float (0-1) images shaped (28, 28), (N, 28, 28), (N, 28, 28, 1)
-    or (N, 784); other integer dtypes must hold 0-255.
+    or (N, 784); other integer dtypes must hold 0-255 and become uint8. uint8 input is only
+    reshaped, never copied: the fast path for models that take uint8.
     """
     a = np.asarray(x)
     if a.dtype == np.uint8:
-        batch = a.astype(np.float32) * np.float32(1 / 255)
-    elif np.issubdtype(a.dtype, np.integer) and not np.issubdtype(a.dtype, np.bool_):
+        return _to_nhw(a, name)
+    if np.issubdtype(a.dtype, np.integer) and not np.issubdtype(a.dtype, np.bool_):
         if a.size and (a.min() < 0 or a.max() > 255):
             raise InputError(
                 f"{name}: expected integer pixels in 0..255, found {a.min()}..{a.max()}"
             )
-        batch = a.astype(np.float32) * np.float32(1 / 255)
-    elif np.issubdtype(a.dtype, np.floating):
-        batch = a.astype(np.float32, copy=False)
-        if not np.isfinite(batch).all():
-            raise InputError(f"{name}: expected finite pixel values, found NaN or inf")
-        low, high = (float(batch.min()), float(batch.max())) if batch.size else (0.0, 0.0)
-        if low < 0 or high > 255:
-            raise InputError(f"{name}: expected float pixels in [0, 1], found {low:g}..{high:g}")
-        if high > 1:
-            # 0-255 pixels passed as floats: the common slip. Convert, and say so.
-            warnings.warn(
-                f"{name}: expected float pixels in [0, 1], found {low:g}..{high:g}: "
-                "took them as 0-255 pixels and divided by 255",
-                InputWarning,
-                stacklevel=2,
-            )
-            batch = batch * np.float32(1 / 255)
-    else:
+        return _to_nhw(a.astype(np.uint8), name)
+    if not np.issubdtype(a.dtype, np.floating):
         raise InputError(f"{name}: expected uint8 or float pixels, found dtype {a.dtype}")
+    batch = a.astype(np.float32, copy=False)
+    if not np.isfinite(batch).all():
+        raise InputError(f"{name}: expected finite pixel values, found NaN or inf")
+    low, high = (float(batch.min()), float(batch.max())) if batch.size else (0.0, 0.0)
+    if low < 0 or high > 255:
+        raise InputError(f"{name}: expected float pixels in [0, 1], found {low:g}..{high:g}")
+    if high > 1:
+        # 0-255 pixels passed as floats: the common slip. Convert, and say so.
+        warnings.warn(
+            f"{name}: expected float pixels in [0, 1], found {low:g}..{high:g}: "
+            "took them as 0-255 pixels and divided by 255",
+            InputWarning,
+            stacklevel=3,
+        )
+        batch = batch * np.float32(1 / 255)
     return _to_nhw(batch, name)
 
 

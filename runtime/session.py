@@ -12,9 +12,9 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from runtime.contract import Contract, read_contract
 from runtime.errors import InputError, ModelError
-from runtime.preprocess import as_batch
+from runtime.preprocess import as_images
 
-DEFAULT_MODEL = "mnist_cnn.onnx"
+DEFAULT_MODEL = "mnist_edge.onnx"
 DEFAULT_BATCH_SIZE = 256  # large inputs run in chunks of this many images: bounded memory
 _PACKAGE_MODELS = Path(__file__).parent / "models"  # where a wheel install carries them
 _SOURCE_MODELS = Path(__file__).parent.parent / "exported"  # a source checkout
@@ -101,13 +101,16 @@ class Classifier:
             )
         except ModelError as e:
             raise ModelError(f"{self.path}: {e}") from None
+        self._outputs = [self.contract.output_name]
 
     def predict_proba(self, x: object) -> np.ndarray:
         """Class probabilities, float32 (N, 10), for images in any accepted shape."""
-        batch = as_batch(x)  # (N, 28, 28) float32 in [0, 1]
-        out = np.empty((len(batch), len(self.contract.labels)), dtype=np.float32)
-        for start in range(0, len(batch), self.batch_size):
-            chunk = batch[start : start + self.batch_size]
+        images = as_images(x)  # (N, 28, 28): uint8 as given, or float32 in [0, 1]
+        if 0 < len(images) <= self.batch_size:
+            return self._run(images)  # one call: no extra copy
+        out = np.empty((len(images), len(self.contract.labels)), dtype=np.float32)
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
             out[start : start + len(chunk)] = self._run(chunk)
         return out
 
@@ -117,7 +120,7 @@ class Classifier:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         feed = {self.contract.input_name: self.contract.feed(batch)}
-        (scores,) = self.session.run([self.contract.output_name], feed)
+        (scores,) = self.session.run(self._outputs, feed)
         if self.contract.output == "logits":
             scores = np.exp(scores - scores.max(axis=1, keepdims=True))
             scores /= scores.sum(axis=1, keepdims=True)

@@ -43,8 +43,8 @@ def device(tmp_path_factory, wheel) -> Path:
 
 def test_wheel_carries_the_models_and_nothing_the_device_does_not_need(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "runtime/models/mnist_cnn.onnx" in names
-    assert "runtime/models/mnist_mlp.onnx" in names
+    for model in ("mnist_edge.onnx", "mnist_edge.int8.onnx", "mnist_cnn.onnx", "mnist_mlp.onnx"):
+        assert f"runtime/models/{model}" in names
     unwanted = [
         n
         for n in names
@@ -69,7 +69,7 @@ def test_device_commands_work_from_any_folder_on_the_shipped_model(device, tmp_p
     info = _run(cli, "info", "--json", cwd=tmp_path)
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)
-    assert described["path"].endswith("site-packages/runtime/models/mnist_cnn.onnx")
+    assert described["path"].endswith("site-packages/runtime/models/mnist_edge.onnx")
 
     png = _run(cli, "predict", "seven.png", "--json", cwd=tmp_path)
     assert png.returncode == 0, png.stderr

@@ -20,12 +20,22 @@ DIGITS = sorted((ROOT / "examples" / "digits").glob("*.png"))
 pytestmark = pytest.mark.mnist
 
 
-def test_default_model_is_the_shipped_cnn():
-    assert default_model_path().name == "mnist_cnn.onnx"
-    assert Classifier().metadata["arch"] == "cnn"
+def test_default_model_is_the_shipped_edge_cnn():
+    assert default_model_path().name == "mnist_edge.onnx"
+    assert Classifier().metadata["arch"] == "edge"
 
 
-@pytest.mark.parametrize(("name", "floor"), [("mnist_cnn.onnx", 0.994), ("mnist_mlp.onnx", 0.94)])
+@pytest.mark.parametrize(
+    ("name", "floor"),
+    [
+        ("mnist_edge.onnx", 0.994),
+        ("mnist_edge.int8.onnx", 0.994),
+        ("mnist_cnn.onnx", 0.994),
+        ("mnist_cnn.int8.onnx", 0.994),
+        ("mnist_edge.ort", 0.994),
+        ("mnist_mlp.onnx", 0.94),
+    ],
+)
 def test_shipped_model_accuracy_on_the_real_test_set(real_mnist, name, floor):
     clf = Classifier(EXPORTED / name)
     test = load_split("test", real_mnist)
@@ -44,22 +54,34 @@ def test_shipped_cnn_reads_the_hand_drawn_examples():
 
 
 @pytest.mark.tensorflow
-def test_shipped_cnn_matches_its_keras_source(real_mnist):
+@pytest.mark.parametrize("arch", ["edge", "cnn", "mlp"])
+def test_shipped_models_match_their_keras_source(real_mnist, arch):
     pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[train]'")
     from train.cli import app
 
-    result = CliRunner().invoke(
-        app,
-        [
-            "parity",
-            str(EXPORTED / "mnist_cnn.keras"),
-            str(EXPORTED / "mnist_cnn.onnx"),
-            "--data",
-            str(real_mnist),
-            "--json",
-        ],
-    )
+    keras_model, onnx_model = EXPORTED / f"mnist_{arch}.keras", EXPORTED / f"mnist_{arch}.onnx"
+    args = ["parity", str(keras_model), str(onnx_model), "--data", str(real_mnist), "--json"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["agreement"] == 1.0 and report["max_abs_diff"] <= 1e-5
     assert report["count"] == 10000
+
+
+def test_int8_variants_agree_with_their_fp32_sources(real_mnist):
+    from train.cli import app
+
+    for arch in ("edge", "cnn"):
+        args = [
+            "parity",
+            str(EXPORTED / f"mnist_{arch}.onnx"),
+            str(EXPORTED / f"mnist_{arch}.int8.onnx"),
+            "--data",
+            str(real_mnist),
+            "--json",
+        ]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["agreement"] >= 0.998
+        assert report["reference_accuracy"] - report["candidate_accuracy"] <= 0.001

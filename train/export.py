@@ -18,6 +18,7 @@ from runtime.parity import ParityReport
 from train.fit import versions
 from train.models import INPUT_SHAPE
 from train.parity import keras_vs_onnx
+from train.simplify import simplify_dense_head
 
 OPSET = 17  # pinned: every onnxruntime since 1.14 runs it, device builds included
 INPUT_NAME = "image"  # float32 (N, 28, 28, 1), pixels / 255
@@ -34,14 +35,30 @@ class ExportResult:
 
 
 def export_onnx(
-    model: keras.Model, opset: int = OPSET, metadata: dict[str, str] | None = None
+    model: keras.Model,
+    opset: int = OPSET,
+    metadata: dict[str, str] | None = None,
+    uint8_input: bool = False,
 ) -> onnx.ModelProto:
-    """Convert `model` in memory; batch axis dynamic; checked by onnx.checker."""
+    """Convert `model` in memory; batch axis dynamic; checked by onnx.checker.
+
+    By default the input is float32 (N, 28, 28, 1) in [0, 1], as in training. With
+    `uint8_input` it is raw uint8 pixels (N, 28, 28): the 1/255 is folded into the first
+    convolution's weights, so the device converts nothing and the graph adds only a Cast.
+    """
     # tf2onnx.convert.from_keras fails on Keras 3 models; tracing a tf.function works.
-    spec = (tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name=INPUT_NAME),)
-    fn = tf.function(lambda image: model(image, training=False))
+    if uint8_input:
+        folded = _fold_pixel_scale(model)
+        spec = (tf.TensorSpec((None, *INPUT_SHAPE[:2]), tf.uint8, name=INPUT_NAME),)
+        fn = tf.function(
+            lambda image: folded(tf.reshape(tf.cast(image, tf.float32), (-1, 28, 28, 1)))
+        )
+    else:
+        spec = (tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name=INPUT_NAME),)
+        fn = tf.function(lambda image: model(image, training=False))
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset)
     _rename_output(proto, OUTPUT_NAME)
+    simplify_dense_head(proto)
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"  # tf2onnx names it unk__NN
     proto.doc_string = f"mnist-edge {model.name}: MNIST digit classifier"
@@ -50,26 +67,55 @@ def export_onnx(
     return proto
 
 
+def _fold_pixel_scale(model: keras.Model) -> keras.Model:
+    """A copy of `model` for 0-255 inputs: conv(x, W / 255) + b == conv(x / 255, W) + b."""
+    first = next(
+        (layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)), None
+    )
+    if not isinstance(first, keras.layers.Conv2D):
+        raise ModelError(
+            f"{model.name}: uint8 input needs a Conv2D as the first layer, "
+            f"found {type(first).__name__}"
+        )
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    conv = copy.get_layer(first.name)
+    conv.kernel.assign(conv.kernel / 255.0)
+    return copy
+
+
 def save_onnx(proto: onnx.ModelProto, path: Path) -> None:
     """Write atomically: an interrupted save never leaves a broken file at `path`."""
     with atomic_path(path) as tmp:
         onnx.save(proto, tmp)
 
 
+UINT8_ARCHS = ("edge",)  # the models built for the device take raw pixels
+
+
 def export_file(
-    keras_path: Path, out: Path | None = None, opset: int = OPSET, data: Path | None = None
+    keras_path: Path,
+    out: Path | None = None,
+    opset: int = OPSET,
+    data: Path | None = None,
+    uint8_input: bool | None = None,
 ) -> ExportResult:
-    """Export a saved .keras model to ONNX; the file appears only if parity passes."""
+    """Export a saved .keras model to ONNX; the file appears only if parity passes.
+
+    `uint8_input` None: uint8 for the archs in UINT8_ARCHS, float32 for the others.
+    """
     from runtime.mnist import load_split
 
     model = load_keras(keras_path)
     out = Path(out) if out else Path(keras_path).with_suffix(".onnx")
     arch = model.name.removeprefix("mnist_")
+    if uint8_input is None:
+        uint8_input = arch in UINT8_ARCHS
     test = load_split("test", data)
     training = _training_facts(Path(keras_path))
     meta = metadata_for(
-        layout="NHWC",
-        pixel_scale=1 / 255,
+        layout="NHW" if uint8_input else "NHWC",
+        pixel_scale=1.0 if uint8_input else 1 / 255,
         output="probabilities",
         arch=arch,
         opset=opset,
@@ -79,7 +125,7 @@ def export_file(
         tf2onnx_version=tf2onnx.__version__,
         onnx_version=onnx.__version__,
     )
-    proto = export_onnx(model, opset, meta)
+    proto = export_onnx(model, opset, meta, uint8_input)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         onnx.save(proto, tmp)

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,29 @@ def test_training_commands_without_the_extra_say_how_to_install(monkeypatch, tmp
     assert result.exit_code != 0
     assert "pip install 'mnist-edge[train]'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_edge_model_learns_from_the_teacher_and_is_saved_alone(trained, tmp_path):
+    _, data, _ = trained
+    teacher = Path(__file__).resolve().parent.parent.parent / "exported" / "mnist_cnn.keras"
+    result = train(
+        TrainConfig(
+            arch="edge", epochs=1, limit=1000, data=data, out=tmp_path, verbose=0, teacher=teacher
+        )
+    )
+    import keras
+
+    saved = keras.models.load_model(result.model_path)
+    assert saved.name == "mnist_edge"  # the student, not the student + teacher trainer
+    assert saved.count_params() < 60_000
+    assert result.recipe["distill"] > 0 and 0.1 < result.test_accuracy <= 1.0
+
+    # Exported for the device: raw uint8 pixels in, a lean graph, the same answers as Keras.
+    exported = export_file(result.model_path, tmp_path / "edge.onnx", data=data)
+    assert exported.parity.agreement == 1.0 and exported.parity.max_abs_diff <= 1e-5
+    proto = onnx.load(exported.path)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    ops = [n.op_type for n in proto.graph.node]
+    assert "Transpose" not in ops and "Shape" not in ops and ops.count("Conv") == 3
+    clf = Classifier(exported.path)
+    assert clf.contract.layout == "NHW" and clf.contract.pixel_scale == 1.0
