@@ -252,6 +252,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.batch_sizes, args.threads, args.duration, args.eval_images = "1,4", "1", 0.05, 500
+    for name in ("keras", "onnx", "int8", "anchor"):  # children run in other folders
+        setattr(args, name, getattr(args, name).resolve())
     sys.path.insert(0, str(HERE))
     from flops import flops_per_image, peak_gflops
 
