@@ -266,6 +266,7 @@ def optimize(
     json_out: JsonOpt = False,
 ):
     """Save onnxruntime's offline-optimised graph, as ONNX or as ORT format for minimal builds."""
+    _require_train_extra("optimize")
     from train.variants import optimize_file
 
     result = optimize_file(onnx_model, format_.value, out, data)
