@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,8 @@ class Classifier:
         except ModelError as e:
             raise ModelError(f"{self.path}: {e}") from None
         self._outputs = [self.contract.output_name]
+        self._local = threading.local()
+        self._bindable = self.session.get_outputs()[0].type == "tensor(float)"
 
     def predict_proba(self, x: object) -> np.ndarray:
         """Class probabilities, float32 (N, 10), for images in any accepted shape."""
@@ -119,12 +122,50 @@ class Classifier:
         return self.predict_proba(x).argmax(axis=1)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        feed = {self.contract.input_name: self.contract.feed(batch)}
-        (scores,) = self.session.run(self._outputs, feed)
+        tensor = self.contract.feed(batch)
+        binding = self._binding(tensor.shape, tensor.dtype)
+        if binding is None:
+            (scores,) = self.session.run(self._outputs, {self.contract.input_name: tensor})
+        else:
+            scores = binding(tensor)
         if self.contract.output == "logits":
             scores = np.exp(scores - scores.max(axis=1, keepdims=True))
             scores /= scores.sum(axis=1, keepdims=True)
         return scores
+
+    def _binding(self, shape: tuple, dtype: np.dtype):
+        """A run function bound to preallocated input and output buffers for this shape, made
+        once per thread (bindings are not shared between threads); None past a few shapes.
+
+        Binding saves onnxruntime the per-call allocation: about 2-3 us of a 25 us call."""
+        if not self._bindable:
+            return None
+        cache = self._local.__dict__.setdefault("bindings", {})
+        if shape not in cache:
+            if len(cache) >= _MAX_BINDINGS:
+                return None
+            cache[shape] = _bound_run(self.session, self.contract, shape, dtype)
+        return cache[shape]
+
+
+_MAX_BINDINGS = 4  # per thread: the batch shapes a caller repeats (1, its batch size, ...)
+
+
+def _bound_run(session: ort.InferenceSession, contract: Contract, shape: tuple, dtype: np.dtype):
+    inputs = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype))
+    outputs = ort.OrtValue.ortvalue_from_shape_and_type(
+        [shape[0], len(contract.labels)], np.float32
+    )
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(contract.input_name, inputs)
+    binding.bind_ortvalue_output(contract.output_name, outputs)
+
+    def run(tensor: np.ndarray) -> np.ndarray:
+        inputs.update_inplace(np.ascontiguousarray(tensor))
+        session.run_with_iobinding(binding)
+        return outputs.numpy().copy()  # the buffer is reused by the next call
+
+    return run
 
 
 def _open(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:

@@ -114,3 +114,15 @@ def test_zero_threads_or_batch_size_are_rejected(tiny_model):
         Classifier(tiny_model, threads=0)
     with pytest.raises(InputError, match="batch_size"):
         Classifier(tiny_model, batch_size=0)
+
+
+def test_bound_buffers_never_leak_between_calls(tiny_model):
+    clf = Classifier(tiny_model)
+    a, _ = synthetic_digits(3, seed=1)
+    b, _ = synthetic_digits(3, seed=2)
+    first = clf.predict_proba(a)
+    kept = first.copy()
+    clf.predict_proba(b)  # same shape: reuses the bound output buffer
+    np.testing.assert_array_equal(first, kept)  # what the caller holds is its own copy
+    for n in range(1, 9):  # more shapes than bindings are kept: falls back to plain runs
+        assert clf.predict_proba(b[:1].repeat(n, axis=0)).shape == (n, 10)
