@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
-import time
+import sys
 from pathlib import Path
+
+# A child's ru_maxrss also counts the pages it inherited from its parent before exec: measured
+# straight from a benchmark process that has onnxruntime loaded, a one-image predict "peaks" at
+# the parent's 120 MB instead of its own 85. So the command is started from a bare interpreter
+# (a few MB), which reports the command's wall time and peak RSS.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - start
+error = child.stderr.read()[-2000:].decode()
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps({"wall": wall, "maxrss_kb": usage.ru_maxrss, "code": code, "stderr": error}))
+"""
 
 
 def run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one child process; its stdout is discarded."""
-    start = time.perf_counter()
-    child = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not all children's
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(map(str, args))} failed: {child.stderr.read().decode()}")
-    return wall, usage.ru_maxrss / 1024
+    """(wall seconds, peak RSS in MB) of one child process; its output is discarded."""
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if report["code"] != 0:
+        raise RuntimeError(f"{' '.join(map(str, args))} failed: {report['stderr']}")
+    return report["wall"], report["maxrss_kb"] / 1024
