@@ -38,13 +38,14 @@ class ModelInfo:
 def describe(clf: Classifier) -> ModelInfo:
     """Describe the model a classifier has loaded."""
     path = Path(clf.path)
+    data = path.read_bytes()
     c = clf.contract
     return ModelInfo(
         path=str(path.resolve()),
-        format="ort" if path.read_bytes()[4:8] == b"ORTM" else "onnx",
+        format="ort" if data[4:8] == b"ORTM" else "onnx",
         variant=clf.metadata.get("variant", "fp32"),
-        size_bytes=path.stat().st_size,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
         inputs=[_tensor(t) for t in clf.session.get_inputs()],
         outputs=[_tensor(t) for t in clf.session.get_outputs()],
         layout=c.layout,

@@ -115,11 +115,11 @@ def export(
 ):
     """Export to ONNX; written only if it matches Keras on the 10k test images."""
     _require_train_extra("export")
-    from train.export import OPSET, export_file, result_dict
+    from train.export import OPSET, export_file
 
     result = export_file(keras_model, out, opset or OPSET, data)
     if json_out:
-        typer.echo(json.dumps(result_dict(result)))
+        typer.echo(json.dumps(_with_parity(result)))
         return
     p = result.parity
     typer.echo(f"wrote {result.path} ({result.size_bytes:,} bytes, opset {result.opset})")
@@ -238,7 +238,7 @@ def quantize(
     result = quantize_file(onnx_model, out, config, data)
     p = result.parity
     if json_out:
-        typer.echo(json.dumps({**asdict(result), "parity": {**asdict(p), "passed": p.passed}}))
+        typer.echo(json.dumps(_with_parity(result)))
         return
     typer.echo(
         f"wrote {result.path} ({result.size_bytes:,} bytes, "
@@ -271,14 +271,7 @@ def optimize(
 
     result = optimize_file(onnx_model, format_.value, out, data)
     if json_out:
-        typer.echo(
-            json.dumps(
-                {
-                    **asdict(result),
-                    "parity": {**asdict(result.parity), "passed": result.parity.passed},
-                }
-            )
-        )
+        typer.echo(json.dumps(_with_parity(result)))
         return
     typer.echo(
         f"wrote {result.path} ({result.size_bytes:,} bytes); load "
@@ -286,6 +279,11 @@ def optimize(
         f"agreement {result.parity.agreement:.2%}, max |diff| "
         f"{result.parity.max_abs_diff:.2g}"
     )
+
+
+def _with_parity(result) -> dict:
+    """A result dataclass with a `parity` report as JSON-ready dict, the verdict included."""
+    return {**asdict(result), "parity": {**asdict(result.parity), "passed": result.parity.passed}}
 
 
 def main() -> None:

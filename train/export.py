@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -170,7 +170,3 @@ def _rename_output(proto: onnx.ModelProto, name: str) -> None:
         node.output[:] = [name if o == old else o for o in node.output]
         node.input[:] = [name if i == old else i for i in node.input]
     proto.graph.output[0].name = name
-
-
-def result_dict(result: ExportResult) -> dict:
-    return {**asdict(result), "parity": {**asdict(result.parity), "passed": result.parity.passed}}
