@@ -23,11 +23,12 @@ def iter_inputs(paths: list[Path], batch_size: int = 256) -> Iterator[tuple[list
     names: list[str] = []
     images: list[np.ndarray] = []
     for path in paths:
-        if _is_array_file(path):
+        kind = _kind(path)
+        if kind != "image":
             if images:
                 yield names, np.concatenate(images)
                 names, images = [], []
-            yield from _array_batches(path, batch_size)
+            yield from _array_batches(path, kind, batch_size)
             continue
         names.append(str(path))
         images.append(as_images(load_image(path), str(path)))
@@ -38,16 +39,18 @@ def iter_inputs(paths: list[Path], batch_size: int = 256) -> Iterator[tuple[list
         yield names, np.concatenate(images)
 
 
-def _array_batches(path: Path, batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+def _array_batches(
+    path: Path, kind: str, batch_size: int
+) -> Iterator[tuple[list[str], np.ndarray]]:
     start = 0
-    for chunk in _chunks(path, batch_size):
+    for chunk in _chunks(path, kind, batch_size):
         batch = as_images(chunk, str(path))
         yield [f"{path}[{i}]" for i in range(start, start + len(batch))], batch
         start += len(batch)
 
 
-def _chunks(path: Path, batch_size: int) -> Iterator[np.ndarray]:
-    if _head(path).startswith(_NPY_MAGIC):
+def _chunks(path: Path, kind: str, batch_size: int) -> Iterator[np.ndarray]:
+    if kind == "npy":
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as e:
@@ -65,9 +68,12 @@ def _chunks(path: Path, batch_size: int) -> Iterator[np.ndarray]:
         raise InputError(str(e)) from None
 
 
-def _is_array_file(path: Path) -> bool:
+def _kind(path: Path) -> str:
+    """ "npy", "idx" (raw or gzip) or "image", judged by content, not by name."""
     head = _head(path)
-    return head.startswith(_NPY_MAGIC) or head[:2] in (b"\x1f\x8b", b"\x00\x00")
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    return "idx" if head[:2] in (b"\x1f\x8b", b"\x00\x00") else "image"
 
 
 def _head(path: Path) -> bytes:

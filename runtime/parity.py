@@ -50,6 +50,28 @@ class ParityReport:
         return failed
 
 
+INT8_LIMITS = {
+    "agreement_min": INT8_AGREEMENT_MIN,
+    "max_abs_diff_allowed": INT8_MAX_ABS_DIFF,
+    "accuracy_drop_max": INT8_ACCURACY_DROP_MAX,
+}
+
+
+def models_parity(
+    reference, candidate, images: np.ndarray, labels: np.ndarray, int8: bool | None = None
+) -> ParityReport:
+    """Parity of two runtime `Classifier`s on the same images.
+
+    `int8` None: INT8 tolerances when either model is an INT8 variant, fp32 ones otherwise.
+    """
+    if int8 is None:
+        int8 = any("int8" in m.metadata.get("variant", "") for m in (reference, candidate))
+    limits = INT8_LIMITS if int8 else {}
+    return compare(
+        reference.predict_proba(images), candidate.predict_proba(images), labels, **limits
+    )
+
+
 def compare(
     reference: np.ndarray,
     candidate: np.ndarray,

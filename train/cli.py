@@ -187,23 +187,10 @@ def parity(
 
 
 def _runtime_parity(reference: Path, candidate: Path, test):
-    from runtime.parity import compare
+    from runtime.parity import models_parity
     from runtime.session import Classifier
 
-    ref, cand = Classifier(reference), Classifier(candidate)
-    if "int8" in cand.metadata.get("variant", "") + ref.metadata.get("variant", ""):
-        from runtime.parity import INT8_ACCURACY_DROP_MAX, INT8_AGREEMENT_MIN, INT8_MAX_ABS_DIFF
-
-        limits = {
-            "agreement_min": INT8_AGREEMENT_MIN,
-            "max_abs_diff_allowed": INT8_MAX_ABS_DIFF,
-            "accuracy_drop_max": INT8_ACCURACY_DROP_MAX,
-        }
-    else:
-        limits = {}
-    return compare(
-        ref.predict_proba(test.images), cand.predict_proba(test.images), test.labels, **limits
-    )
+    return models_parity(Classifier(reference), Classifier(candidate), test.images, test.labels)
 
 
 class Method(str, Enum):

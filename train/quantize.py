@@ -24,13 +24,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from runtime.errors import InputError, ParityError
 from runtime.files import atomic_path
 from runtime.mnist import load_split
-from runtime.parity import (
-    INT8_ACCURACY_DROP_MAX,
-    INT8_AGREEMENT_MIN,
-    INT8_MAX_ABS_DIFF,
-    ParityReport,
-    compare,
-)
+from runtime.parity import ParityReport, models_parity
 from runtime.preprocess import as_batch
 from runtime.session import Classifier
 
@@ -128,14 +122,7 @@ def quantize_file(
 
 def fp32_parity(fp32: Classifier, candidate: Path, data: Path | None) -> ParityReport:
     test = load_split("test", data)
-    return compare(
-        fp32.predict_proba(test.images),
-        Classifier(candidate).predict_proba(test.images),
-        test.labels,
-        agreement_min=INT8_AGREEMENT_MIN,
-        max_abs_diff_allowed=INT8_MAX_ABS_DIFF,
-        accuracy_drop_max=INT8_ACCURACY_DROP_MAX,
-    )
+    return models_parity(fp32, Classifier(candidate), test.images, test.labels, int8=True)
 
 
 def _quant_metadata(config: QuantizeConfig, calibration_images: int) -> dict[str, str]:

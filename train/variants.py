@@ -19,7 +19,7 @@ import onnxruntime as ort
 from runtime.errors import InputError, ParityError
 from runtime.files import atomic_path
 from runtime.mnist import load_split
-from runtime.parity import ParityReport, compare
+from runtime.parity import ParityReport, models_parity
 from runtime.session import Classifier
 
 FORMATS = {"onnx": ".opt.onnx", "ort": ".ort"}
@@ -64,10 +64,8 @@ def optimize_file(
                 opts.add_session_config_entry("session.save_model_format", "ORT")
             ort.InferenceSession(str(tagged), opts, providers=["CPUExecutionProvider"])
             test = load_split("test", data)
-            report = compare(
-                reference.predict_proba(test.images),
-                Classifier(tmp_out).predict_proba(test.images),
-                test.labels,
+            report = models_parity(
+                reference, Classifier(tmp_out), test.images, test.labels, int8=False
             )
             if not report.passed:
                 raise ParityError(
