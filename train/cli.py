@@ -268,6 +268,22 @@ def optimize(
     )
 
 
+@app.command("serve-web", rich_help_panel="Workstation (from a checkout)")
+def serve_web(
+    port: Annotated[int, typer.Option(help="Port on localhost (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+):
+    """Serve the draw-a-digit page (web/, onnxruntime-web) until Ctrl-C."""
+    from train.webserver import make_server
+
+    server = make_server(host, port)
+    bound_host, bound_port = server.server_address[:2]
+    url = f"http://{bound_host}:{bound_port}/web/"
+    typer.echo(f"serving the draw-a-digit page at {url} (Ctrl-C stops)")
+    with server:
+        server.serve_forever()
+
+
 def _with_parity(result) -> dict:
     """A result dataclass with a `parity` report as JSON-ready dict, the verdict included."""
     return {**asdict(result), "parity": {**asdict(result.parity), "passed": result.parity.passed}}

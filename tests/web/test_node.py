@@ -1,0 +1,100 @@
+"""The Node.js script (web/classify.js, onnxruntime-node) agrees with the Python runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from runtime.mnist import read_idx
+from runtime.preprocess import load_image
+from runtime.session import Classifier
+from tests.conftest import ROOT
+from tests.web.conftest import run_node
+
+EXAMPLES = sorted((ROOT / "examples" / "digits").glob("*.png"))
+PARITY_IMAGES = 1000
+PROBABILITY_TOLERANCE = 1e-4
+
+
+def node_rows(node: str, *args: str) -> list[dict]:
+    result = run_node(node, "web/classify.js", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("model", ["mnist_cnn.onnx", "mnist_edge.onnx"])
+def test_node_agrees_with_python_on_1000_mnist_test_images(node, real_mnist, model):
+    path = ROOT / "exported" / model
+    images_file = real_mnist / "t10k-images-idx3-ubyte.gz"
+    rows = node_rows(node, "--model", str(path), "--limit", str(PARITY_IMAGES), str(images_file))
+    expected = Classifier(path).predict_proba(read_idx(images_file)[:PARITY_IMAGES])
+
+    found = np.array([row["probabilities"] for row in rows])
+    assert found.shape == (PARITY_IMAGES, 10)
+    assert [row["index"] for row in rows] == list(range(PARITY_IMAGES))
+    np.testing.assert_array_equal([row["label"] for row in rows], expected.argmax(1))
+    assert np.abs(found - expected).max() < PROBABILITY_TOLERANCE
+
+
+def drawn_variants(tmp_path):
+    """PNGs the Python runtime handles in different ways: polarity, alpha, size, aspect."""
+    files = []
+
+    def save(name, image):
+        files.append(tmp_path / name)
+        image.save(files[-1])
+
+    sheet = Image.new("L", (120, 160), 255)  # black ink on white paper, tall
+    ImageDraw.Draw(sheet).line([(30, 20), (90, 20), (50, 140)], fill=0, width=11)
+    save("seven-on-paper.png", sheet.convert("RGB"))
+    transparent = Image.new("RGBA", (90, 90), (0, 0, 0, 0))  # dark ink on a transparent sheet
+    ImageDraw.Draw(transparent).ellipse([20, 10, 70, 80], outline=(20, 20, 90, 255), width=8)
+    save("zero-transparent.png", transparent)
+    tiny = Image.new("L", (9, 12), 0)  # smaller than the 20x20 box: resized up
+    ImageDraw.Draw(tiny).line([(4, 1), (4, 10)], fill=255, width=2)
+    save("one-tiny.png", tiny)
+    wide = Image.new("L", (200, 50), 30)  # a grey background, far wider than tall
+    ImageDraw.Draw(wide).line([(10, 25), (190, 25)], fill=220, width=9)
+    save("dash-wide.png", wide)
+    return files
+
+
+def test_node_preprocesses_images_as_python_does(node, tmp_path):
+    files = [*EXAMPLES, *drawn_variants(tmp_path)]
+    script = (
+        "import {readPng} from './web/classify.js';"
+        "console.log(JSON.stringify(process.argv.slice(1).map((f) => Array.from(readPng(f)))))"
+    )
+    result = run_node(node, "--input-type=module", "-e", script, *map(str, files))
+    assert result.returncode == 0, result.stderr
+    found = np.array(json.loads(result.stdout), dtype=np.int16).reshape(-1, 28, 28)
+    expected = np.stack([load_image(f) for f in files]).astype(np.int16)
+    assert found.shape == expected.shape
+    # Pillow's Lanczos filter reimplemented in JS: at most one grey level off, and only rarely.
+    assert np.abs(found - expected).max() <= 1
+    assert (found == expected).mean() > 0.999
+
+
+def test_node_reads_the_drawn_example_digits(node):
+    rows = node_rows(node, *map(str, EXAMPLES))
+    assert [row["label"] for row in rows] == [int(f.stem) for f in EXAMPLES]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["README.md"], "README.md: expected IDX images (magic 0x00000803), found magic"),
+        (["missing.png"], "missing.png: no such file"),
+        (["--model", "README.md", "README.md"], "README.md: expected an ONNX model"),
+        (["--limit", "0", "README.md"], "--limit: expected a positive integer, found '0'"),
+        ([], "INPUT: expected at least one IDX or PNG file, found none"),
+    ],
+)
+def test_node_reports_bad_input_in_one_line(node, args, message):
+    result = run_node(node, "web/classify.js", *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {message}")
+    assert result.stderr.count("\n") == 1
