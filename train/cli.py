@@ -193,6 +193,11 @@ def _runtime_parity(reference: Path, candidate: Path, test):
     return models_parity(Classifier(reference), Classifier(candidate), test.images, test.labels)
 
 
+class QuantFormat(str, Enum):
+    qoperator = "qoperator"
+    qdq = "qdq"
+
+
 class Method(str, Enum):
     minmax = "minmax"
     entropy = "entropy"
@@ -213,6 +218,15 @@ def quantize(
     per_channel: Annotated[
         bool, typer.Option("--per-channel/--no-per-channel", help="One weight scale per channel.")
     ] = True,
+    format_: Annotated[
+        QuantFormat,
+        typer.Option(
+            "--format",
+            help="qoperator: QLinearConv/QLinearMatMul ops; qdq: QuantizeLinear/DequantizeLinear "
+            "pairs that onnxruntime fuses at load. Which is faster depends on the model and the "
+            "thread count: measure with `mnist-edge bench` (the model card has the figures).",
+        ),
+    ] = QuantFormat.qoperator,
     json_out: JsonOpt = False,
 ):
     """Static INT8 quantization, calibrated on training images; written only if it holds."""
@@ -220,7 +234,10 @@ def quantize(
     from train.quantize import QuantizeConfig, quantize_file
 
     config = QuantizeConfig(
-        method=method.value, calibration_size=calibration_size, per_channel=per_channel
+        method=method.value,
+        calibration_size=calibration_size,
+        per_channel=per_channel,
+        quant_format=format_.value,
     )
     result = quantize_file(onnx_model, out, config, data)
     p = result.parity

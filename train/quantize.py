@@ -34,6 +34,8 @@ METHODS = {
     "percentile": CalibrationMethod.Percentile,
 }
 
+FORMATS = {"qoperator": QuantFormat.QOperator, "qdq": QuantFormat.QDQ}
+
 
 @dataclass(frozen=True)
 class QuantizeConfig:
@@ -70,6 +72,10 @@ def quantize_file(
     """Quantize `source` to INT8, check it on the 10k test images, write it only if it holds."""
     if config.method not in METHODS:
         raise InputError(f"--method: expected one of {', '.join(METHODS)}, found {config.method!r}")
+    if config.quant_format not in FORMATS:
+        raise InputError(
+            f"--format: expected one of {', '.join(FORMATS)}, found {config.quant_format!r}"
+        )
     if config.calibration_size < 1:
         raise InputError(
             f"--calibration-size: expected a positive count, found {config.calibration_size}"
@@ -90,9 +96,7 @@ def quantize_file(
             str(prepared),
             str(quantized),
             _Images(fp32.contract.input_name, batches),
-            quant_format=QuantFormat.QOperator
-            if config.quant_format == "qoperator"
-            else QuantFormat.QDQ,
+            quant_format=FORMATS[config.quant_format],
             per_channel=config.per_channel,
             reduce_range=config.reduce_range,
             activation_type=QuantType.QUInt8 if config.activations == "uint8" else QuantType.QInt8,
