@@ -141,6 +141,7 @@ def _settings(path: Path | None, config: BenchConfig) -> dict:
         "spinning": session.spinning,
         "memory_arena": session.memory_arena,
         "optimization": session.optimization,
+        "split_batches": {None: "auto", True: "on", False: "off"}[session.split_batches],
         "input": "random uint8 images through Classifier.predict_proba",
         "onnxruntime": onnxruntime.__version__,
         "cpu_count": os.cpu_count(),

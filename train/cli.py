@@ -6,6 +6,7 @@ the device commands start fast and work where the train extra is not installed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import asdict
@@ -29,15 +30,13 @@ class Arch(str, Enum):
 
 def _require_train_extra(command: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    try:
-        import onnx  # noqa: F401
-        import tensorflow  # noqa: F401
-        import tf2onnx  # noqa: F401
-    except ImportError as e:
-        raise MissingExtraError(
-            f"`mnist-edge {command}` needs the train extra ({e.name} is not installed): "
-            "pip install 'mnist-edge[train]' (or pip install '.[train]' in a checkout)"
-        ) from None
+    # Look the packages up without importing them: quantize and optimize never load TensorFlow.
+    for name in ("onnx", "tensorflow", "tf2onnx"):
+        if importlib.util.find_spec(name) is None:
+            raise MissingExtraError(
+                f"`mnist-edge {command}` needs the train extra ({name} is not installed): "
+                "pip install 'mnist-edge[train]' (or pip install '.[train]' in a checkout)"
+            )
 
 
 @app.command(rich_help_panel=WORKSTATION)
@@ -227,6 +226,14 @@ def quantize(
             "thread count: measure with `mnist-edge bench` (the model card has the figures).",
         ),
     ] = QuantFormat.qoperator,
+    fp32_single_channel_convs: Annotated[
+        bool,
+        typer.Option(
+            "--fp32-single-channel-convs/--int8-single-channel-convs",
+            help="Keep convolutions over one input channel (the first layer) in fp32. Faster "
+            "for the edge model here, slower for the cnn: measure with `mnist-edge bench`.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ):
     """Static INT8 quantization, calibrated on training images; written only if it holds."""
@@ -238,6 +245,7 @@ def quantize(
         calibration_size=calibration_size,
         per_channel=per_channel,
         quant_format=format_.value,
+        fp32_single_channel_convs=fp32_single_channel_convs,
     )
     result = quantize_file(onnx_model, out, config, data)
     p = result.parity

@@ -5,6 +5,7 @@ import pytest
 
 from runtime import Classifier, InputError, ModelError
 from runtime.contract import metadata_for
+from runtime.session import SessionSettings
 from tests.conftest import linear_onnx, synthetic_digits
 
 
@@ -126,3 +127,37 @@ def test_bound_buffers_never_leak_between_calls(tiny_model):
     np.testing.assert_array_equal(first, kept)  # what the caller holds is its own copy
     for n in range(1, 9):  # more shapes than bindings are kept: falls back to plain runs
         assert clf.predict_proba(b[:1].repeat(n, axis=0)).shape == (n, 10)
+
+
+def test_split_batches_give_what_one_session_gives(tmp_path):
+    path = linear_onnx(tmp_path / "m.onnx", metadata=metadata_for("NHWC", 1 / 255, "probabilities"))
+    images, _ = synthetic_digits(700)
+    serial = Classifier(path, threads=1).predict_proba(images)
+    split = Classifier(path, settings=SessionSettings(threads=2, split_batches=True))
+    assert split.split_threads == 2
+    for batch in (images[:1], images[:255], images[:256], images[:300]):  # below, at, past the cut
+        np.testing.assert_array_equal(split.predict_proba(batch), serial[: len(batch)])
+    np.testing.assert_array_equal(split.predict_proba(images), serial)  # chunks of 256, each split
+
+
+def test_split_batches_by_default_only_for_int8_models(tmp_path):
+    def classifier(variant, split=None):
+        meta = metadata_for("NHWC", 1 / 255, "probabilities", **variant)
+        path = linear_onnx(tmp_path / f"{variant}{split}.onnx", metadata=meta)
+        return Classifier(path, settings=SessionSettings(threads=2, split_batches=split))
+
+    assert classifier({"variant": "int8"}).split_threads == 2
+    assert classifier({}).split_threads == 1
+    assert classifier({"variant": "int8"}, split=False).split_threads == 1
+    assert classifier({}, split=True).split_threads == 2
+
+
+def test_split_classifier_shared_between_threads_matches_serial_calls(tmp_path):
+    path = linear_onnx(tmp_path / "m.onnx")
+    images, _ = synthetic_digits(512, seed=1)
+    clf = Classifier(path, settings=SessionSettings(threads=2, split_batches=True))
+    expected = Classifier(path, threads=1).predict_proba(images)
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: clf.predict_proba(images), range(24)))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)

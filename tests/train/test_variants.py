@@ -93,3 +93,30 @@ def test_parity_between_two_onnx_models_fails_on_a_corrupted_weight(trained_onnx
     failed = _invoke("parity", source, bad, "--data", data)
     assert failed.exit_code == 1
     assert "FAIL: top-1 agreement" in failed.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "fp32_convs", "qdq"),
+    [
+        ([], 0, False),
+        (["--fp32-single-channel-convs"], 1, False),
+        (["--format", "qdq", "--fp32-single-channel-convs"], 1, True),
+    ],
+)
+def test_quantize_keeps_one_channel_convs_in_fp32_when_told(tmp_path, flags, fp32_convs, qdq):
+    data = real_mnist_dir()
+    if data is None:
+        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR")
+    out = tmp_path / "edge.int8.onnx"
+    source = ROOT / "exported" / "mnist_edge.onnx"
+    result = _invoke(
+        "quantize", source, "--out", out, "--data", data, "--calibration-size", "200", *flags
+    )
+    assert result.exit_code == 0, result.output
+    graph = onnx.load(out).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized]
+    assert len(float_convs) == fp32_convs
+    assert ("QLinearConv" not in {n.op_type for n in graph.node}) == qdq
+    kept = "kept in fp32: Conv__31 (one input channel)"
+    assert (kept in Classifier(out).metadata["quantization"]) == bool(fp32_convs)
