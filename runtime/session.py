@@ -35,13 +35,25 @@ _ORT_ERRORS = (
 def default_model_path(name: str = DEFAULT_MODEL) -> Path:
     """The shipped model: $MNIST_EDGE_MODEL, else the installed copy, else the checkout's."""
     if name == DEFAULT_MODEL and os.environ.get("MNIST_EDGE_MODEL"):
-        return Path(os.environ["MNIST_EDGE_MODEL"])
+        return resolve_model(os.environ["MNIST_EDGE_MODEL"])
     for folder in (_PACKAGE_MODELS, _SOURCE_MODELS):
         if (folder / name).is_file():
             return folder / name
     raise ModelError(
         f"no shipped model {name} found in {_PACKAGE_MODELS} or {_SOURCE_MODELS}: pass --model PATH"
     )
+
+
+def resolve_model(model: Path | str | None) -> Path:
+    """A model path; a bare name that is no file here, such as mnist_edge.int8.onnx, names a
+    shipped model."""
+    if model is None:
+        return default_model_path()
+    path = Path(model)
+    if path.exists() or path.parent != Path("."):
+        return path
+    shipped = [folder / path.name for folder in (_PACKAGE_MODELS, _SOURCE_MODELS)]
+    return next((p for p in shipped if p.is_file()), path)
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ class Classifier:
     ):
         if batch_size < 1:
             raise InputError(f"batch_size: expected a positive count, found {batch_size}")
-        self.path = Path(path) if path is not None else default_model_path()
+        self.path = resolve_model(path)
         self.settings = settings or SessionSettings(threads=threads)
         self.batch_size = batch_size
         self.session = _open(self.path, self.settings.options())

@@ -161,3 +161,12 @@ def test_split_classifier_shared_between_threads_matches_serial_calls(tmp_path):
         results = list(pool.map(lambda _: clf.predict_proba(images), range(24)))
     for result in results:
         np.testing.assert_array_equal(result, expected)
+
+
+def test_a_bare_shipped_name_finds_the_shipped_model_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Classifier("mnist_edge.int8.onnx").metadata["variant"] == "int8"
+    monkeypatch.setenv("MNIST_EDGE_MODEL", "mnist_edge.int8.onnx")
+    assert Classifier().path.name == "mnist_edge.int8.onnx"
+    with pytest.raises(ModelError, match=r"no_such\.onnx: no such model file"):
+        Classifier("no_such.onnx")

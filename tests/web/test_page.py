@@ -79,6 +79,22 @@ def test_page_shows_the_label_of_mnist_digits_painted_on_the_pad(page, real_mnis
         assert np.abs(np.array(result["probabilities"]) - expected[0]).max() < PROBABILITY_TOLERANCE
 
 
+def test_page_runs_the_uint8_edge_model_too(browser, page_url, real_mnist):
+    browser.get(page_url + "?model=mnist_edge")
+    call(browser, "mnistEdge.ready")
+    assert "mnist_edge.onnx" in browser.find_element("id", "model-name").text
+    images = read_idx(real_mnist / "t10k-images-idx3-ubyte.gz")[10:15]
+    labels = read_idx(real_mnist / "t10k-labels-idx1-ubyte.gz")[10:15]
+    edge = Classifier(ROOT / "exported" / "mnist_edge.onnx")
+    for image, label in zip(images, labels, strict=True):
+        result = call(browser, "mnistEdge.classifyPixels(args[0])", image.ravel().tolist())
+        expected = edge.predict_proba(image)[0]
+        assert np.argmax(result) == label
+        assert np.abs(np.array(result) - expected).max() < PROBABILITY_TOLERANCE
+    browser.get(page_url)  # leave the page as the other tests expect it
+    call(browser, "mnistEdge.ready")
+
+
 def canvas_gray(page) -> np.ndarray:
     """The pad's pixels as Python's runtime would read them from a PNG of it."""
     png = call(page, "document.getElementById('pad').toDataURL('image/png')")
