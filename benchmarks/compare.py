@@ -257,7 +257,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from flops import flops_per_image, peak_gflops
 
-    from runtime.bench import cpu_name
+    from runtime.cpu import cpu_name
     from runtime.files import atomic_path, write_json
 
     args.out.mkdir(parents=True, exist_ok=True)

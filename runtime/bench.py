@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from runtime.cpu import cpu_name
 from runtime.session import Classifier, SessionSettings
 
 
@@ -148,13 +149,3 @@ def _settings(path: Path | None, config: BenchConfig) -> dict:
         "machine": platform.machine(),
         "processor": cpu_name(),
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

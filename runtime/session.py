@@ -14,10 +14,12 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from runtime.contract import Contract, read_contract
+from runtime.cpu import int8_exact
 from runtime.errors import InputError, ModelError
 from runtime.preprocess import as_images
 
-DEFAULT_MODEL = "mnist_edge.onnx"
+FP32_MODEL = "mnist_edge.onnx"
+INT8_MODEL = "mnist_edge.int8.onnx"  # the default where the CPU runs 8-bit kernels exactly
 DEFAULT_BATCH_SIZE = 256  # large inputs run in chunks of this many images: bounded memory
 _PACKAGE_MODELS = Path(__file__).parent / "models"  # where a wheel install carries them
 _SOURCE_MODELS = Path(__file__).parent.parent / "exported"  # a source checkout
@@ -32,10 +34,16 @@ _ORT_ERRORS = (
 )
 
 
-def default_model_path(name: str = DEFAULT_MODEL) -> Path:
+def default_model_name() -> str:
+    """The INT8 edge model where its kernels are exact (x86 with VNNI, ARM64), else fp32."""
+    return INT8_MODEL if int8_exact() else FP32_MODEL
+
+
+def default_model_path(name: str | None = None) -> Path:
     """The shipped model: $MNIST_EDGE_MODEL, else the installed copy, else the checkout's."""
-    if name == DEFAULT_MODEL and os.environ.get("MNIST_EDGE_MODEL"):
+    if name is None and os.environ.get("MNIST_EDGE_MODEL"):
         return resolve_model(os.environ["MNIST_EDGE_MODEL"])
+    name = name or default_model_name()
     for folder in (_PACKAGE_MODELS, _SOURCE_MODELS):
         if (folder / name).is_file():
             return folder / name

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime.session import default_model_name
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
@@ -69,7 +71,7 @@ def test_device_commands_work_from_any_folder_on_the_shipped_model(device, tmp_p
     info = _run(cli, "info", "--json", cwd=tmp_path)
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)
-    assert described["path"].endswith("site-packages/runtime/models/mnist_edge.onnx")
+    assert described["path"].endswith(f"site-packages/runtime/models/{default_model_name()}")
 
     png = _run(cli, "predict", "seven.png", "--json", cwd=tmp_path)
     assert png.returncode == 0, png.stderr

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime import Classifier
+from runtime.cpu import int8_exact
 from runtime.evaluate import evaluate
 from runtime.mnist import load_split
 from runtime.preprocess import load_image
@@ -20,9 +21,12 @@ DIGITS = sorted((ROOT / "examples" / "digits").glob("*.png"))
 pytestmark = pytest.mark.mnist
 
 
-def test_default_model_is_the_shipped_edge_cnn():
-    assert default_model_path().name == "mnist_edge.onnx"
+def test_default_model_is_the_shipped_edge_cnn_int8_where_the_cpu_allows(monkeypatch):
+    expected = "mnist_edge.int8.onnx" if int8_exact() else "mnist_edge.onnx"
+    assert default_model_path().name == expected
     assert Classifier().metadata["arch"] == "edge"
+    monkeypatch.setattr("runtime.session.int8_exact", lambda: False)
+    assert default_model_path().name == "mnist_edge.onnx"
 
 
 @pytest.mark.parametrize(
