@@ -79,13 +79,14 @@ def test_page_shows_the_label_of_mnist_digits_painted_on_the_pad(page, real_mnis
         assert np.abs(np.array(result["probabilities"]) - expected[0]).max() < PROBABILITY_TOLERANCE
 
 
-def test_page_runs_the_uint8_edge_model_too(browser, page_url, real_mnist):
-    browser.get(page_url + "?model=mnist_edge")
+@pytest.mark.parametrize("model", ["mnist_edge", "mnist_edge.int8"])
+def test_page_runs_the_uint8_edge_models_too(browser, page_url, real_mnist, model):
+    browser.get(f"{page_url}?model={model}")
     call(browser, "mnistEdge.ready")
-    assert "mnist_edge.onnx" in browser.find_element("id", "model-name").text
+    assert f"{model}.onnx" in browser.find_element("id", "model-name").text
     images = read_idx(real_mnist / "t10k-images-idx3-ubyte.gz")[10:15]
     labels = read_idx(real_mnist / "t10k-labels-idx1-ubyte.gz")[10:15]
-    edge = Classifier(ROOT / "exported" / "mnist_edge.onnx")
+    edge = Classifier(ROOT / "exported" / f"{model}.onnx")
     for image, label in zip(images, labels, strict=True):
         result = call(browser, "mnistEdge.classifyPixels(args[0])", image.ravel().tolist())
         expected = edge.predict_proba(image)[0]
