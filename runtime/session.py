@@ -100,7 +100,8 @@ OPTIMIZATION_LEVELS = {
 
 
 class Classifier:
-    """An MNIST classifier backed by one onnxruntime session; safe to share between threads.
+    """An MNIST classifier on onnxruntime (one session; with batch splitting, one single-thread
+    session per thread); safe to share between threads.
 
     >>> clf = Classifier()                # the shipped default model
     >>> clf.predict(images)               # (N,) labels for uint8 or [0, 1] float images
