@@ -39,17 +39,18 @@ def default_model_name() -> str:
     return INT8_MODEL if int8_exact() else FP32_MODEL
 
 
-def default_model_path(name: str | None = None) -> Path:
+def default_model_path() -> Path:
     """The shipped model: $MNIST_EDGE_MODEL, else the installed copy, else the checkout's."""
-    if name is None and os.environ.get("MNIST_EDGE_MODEL"):
+    if os.environ.get("MNIST_EDGE_MODEL"):
         return resolve_model(os.environ["MNIST_EDGE_MODEL"])
-    name = name or default_model_name()
-    for folder in (_PACKAGE_MODELS, _SOURCE_MODELS):
-        if (folder / name).is_file():
-            return folder / name
-    raise ModelError(
-        f"no shipped model {name} found in {_PACKAGE_MODELS} or {_SOURCE_MODELS}: pass --model PATH"
-    )
+    name = default_model_name()
+    path = _shipped(name)
+    if path is None:
+        raise ModelError(
+            f"no shipped model {name} found in {_PACKAGE_MODELS} or {_SOURCE_MODELS}: "
+            "pass --model PATH"
+        )
+    return path
 
 
 def resolve_model(model: Path | str | None) -> Path:
@@ -60,8 +61,19 @@ def resolve_model(model: Path | str | None) -> Path:
     path = Path(model)
     if path.exists() or path.parent != Path("."):
         return path
-    shipped = [folder / path.name for folder in (_PACKAGE_MODELS, _SOURCE_MODELS)]
-    return next((p for p in shipped if p.is_file()), path)
+    return _shipped(path.name) or path
+
+
+def _shipped(name: str) -> Path | None:
+    """The installed copy of a shipped model, else the checkout's; None if neither exists."""
+    return next(
+        (
+            folder / name
+            for folder in (_PACKAGE_MODELS, _SOURCE_MODELS)
+            if (folder / name).is_file()
+        ),
+        None,
+    )
 
 
 @dataclass(frozen=True)

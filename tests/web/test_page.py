@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 
@@ -99,7 +100,7 @@ def test_page_runs_the_uint8_edge_models_too(browser, page_url, real_mnist, mode
 def canvas_gray(page) -> np.ndarray:
     """The pad's pixels as Python's runtime would read them from a PNG of it."""
     png = call(page, "document.getElementById('pad').toDataURL('image/png')")
-    data = __import__("base64").b64decode(png.split(",", 1)[1])
+    data = base64.b64decode(png.split(",", 1)[1])
     rgb = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float64)
     return rgb / 255
 
