@@ -1,7 +1,10 @@
-"""mnist-edge runtime: run exported MNIST models with onnxruntime and numpy alone."""
+"""mnist-edge runtime: run MNIST ONNX models with onnxruntime and numpy alone.
+
+`Classifier` is imported on first use, so that `mnist-edge --help` and the errors module load
+without onnxruntime.
+"""
 
 from runtime.errors import DataError, InputError, MnistEdgeError, ModelError, ParityError
-from runtime.session import Classifier, SessionSettings
 
 __all__ = [
     "Classifier",
@@ -9,6 +12,23 @@ __all__ = [
     "InputError",
     "MnistEdgeError",
     "ModelError",
+    "Overrides",
     "ParityError",
     "SessionSettings",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Classifier":
+        from runtime.session import Classifier
+
+        return Classifier
+    if name == "Overrides":
+        from runtime.contract import Overrides
+
+        return Overrides
+    if name == "SessionSettings":
+        from runtime.settings import SessionSettings
+
+        return SessionSettings
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")

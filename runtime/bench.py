@@ -6,25 +6,28 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 
+from runtime.contract import IMAGE_SIZE, Overrides
 from runtime.cpu import cpu_name
-from runtime.session import Classifier, SessionSettings
+from runtime.session import Classifier
+from runtime.settings import SessionSettings
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     batch_sizes: tuple[int, ...] = (1, 32, 256)
-    threads: tuple[int | None, ...] = (None,)  # None: onnxruntime's default (every core)
+    # one case per settings: a thread sweep is settings that differ in `threads` alone
+    sessions: tuple[SessionSettings, ...] = (SessionSettings(),)
     duration: float = 2.0  # seconds of timed calls per case, unless `runs` is set
     runs: int | None = None  # exactly this many timed calls per case instead
     warmup: float = 0.2  # seconds of untimed calls first: caches, allocator, thread pool
     min_runs: int = 10  # enough samples for a p90 even when a call is slow
-    session: SessionSettings = field(default_factory=SessionSettings)  # all but the threads
+    overrides: Overrides = field(default_factory=Overrides)  # a foreign model's contract
     seed: int = 0  # the random images fed; latency does not depend on their content
 
 
@@ -42,6 +45,7 @@ class BenchResult:
     max_us: float
     std_us: float
     images_per_s: float
+    chunked: bool = False  # a fixed-batch model ran this batch size in several calls
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ class BenchReport:
         return asdict(self)
 
 
-def summarize(batch_size: int, seconds: np.ndarray, threads: int | None = None) -> BenchResult:
+def summarize(
+    batch_size: int, seconds: np.ndarray, threads: int | None = None, chunked: bool = False
+) -> BenchResult:
     """Statistics of per-call wall times (seconds) for calls of `batch_size` images."""
     if len(seconds) == 0:
         raise ValueError("no timings to summarize")
@@ -80,6 +86,7 @@ def summarize(batch_size: int, seconds: np.ndarray, threads: int | None = None) 
         max_us=round(float(us.max()), 2),
         std_us=round(float(us.std()), 2),
         images_per_s=round(batch_size * len(us) / (us.sum() / 1e6), 1),
+        chunked=chunked,
     )
 
 
@@ -106,36 +113,45 @@ def bench(
 ) -> BenchReport:
     """Measure cold start, then every (threads, batch size) case in `config`, one after another."""
     rng = np.random.default_rng(config.seed)
-    inputs = {b: rng.integers(0, 256, size=(b, 28, 28), dtype=np.uint8) for b in config.batch_sizes}
+    shape = (IMAGE_SIZE, IMAGE_SIZE)
+    inputs = {b: rng.integers(0, 256, (b, *shape), dtype=np.uint8) for b in config.batch_sizes}
     cold, results = [], []
-    path = None
-    for threads in config.threads:
-        settings = replace(config.session, threads=threads)
+    path, fixed = None, None
+    for settings in config.sessions:
+        threads = settings.threads
         start = time.perf_counter()
-        clf = Classifier(model, batch_size=max(config.batch_sizes), settings=settings)
+        clf = Classifier(
+            model,
+            batch_size=max(config.batch_sizes),
+            settings=settings,
+            overrides=config.overrides,
+        )
         loaded = time.perf_counter()
         clf.predict_proba(inputs[min(config.batch_sizes)][:1])
         first = time.perf_counter()
         cold.append(
             ColdStart(threads, round((loaded - start) * 1e3, 2), round((first - loaded) * 1e6, 1))
         )
-        path = clf.path
+        path, fixed = clf.path, clf.contract.batch
         for batch_size in config.batch_sizes:
             call = lambda x=inputs[batch_size], clf=clf: clf.predict_proba(x)  # noqa: E731
             time_calls(call, config.warmup, min_runs=1)
             seconds = time_calls(call, config.duration, config.min_runs, config.runs)
-            results.append(summarize(batch_size, seconds, threads))
+            chunked = fixed is not None and batch_size != fixed
+            results.append(summarize(batch_size, seconds, threads, chunked))
             if on_case:
                 on_case()
-    return BenchReport(_settings(path, config), cold, results)
+        clf.close()
+    return BenchReport(_settings(path, fixed, config), cold, results)
 
 
-def _settings(path: Path | None, config: BenchConfig) -> dict:
-    session = config.session
+def _settings(path: Path | None, fixed: int | None, config: BenchConfig) -> dict:
+    session = config.sessions[0]
     return {
         "model": str(path),
+        "fixed_batch": fixed,
         "batch_sizes": list(config.batch_sizes),
-        "threads": list(config.threads),
+        "threads": [s.threads for s in config.sessions],
         "duration_s": None if config.runs else config.duration,
         "runs": config.runs,
         "warmup_s": config.warmup,

@@ -1,7 +1,8 @@
-"""The contract between an exported model and the runtime, written into the ONNX metadata.
+"""The contract between a model and the runtime: how to feed it and how to read its answer.
 
-Export writes these keys; the runtime reads them so that it hard-codes nothing about a model.
-A model without them is still usable when its input shape fits: the assumptions are recorded.
+Each part comes from one of three places, in this order: options given now (`Overrides`), the
+model's mnist-edge metadata (written by `export` or `adopt`), or the graph itself (inferred).
+The contract records where each part came from, so `info` can say it and the CLI can warn.
 """
 
 from __future__ import annotations
@@ -10,17 +11,78 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.errors import ModelError
+from runtime.errors import InputError, ModelError
 
+IMAGE_SIZE = 28  # MNIST's field, in pixels
+NUM_CLASSES = 10
+DEFAULT_BATCH_SIZE = 256  # images per inference call: bounds memory, keeps throughput
 FORMAT = "mnist-edge/1"
-LAYOUTS = {  # layout -> the shape of one image in it
-    "NHWC": (28, 28, 1),
-    "NCHW": (1, 28, 28),
-    "NHW": (28, 28),
-    "NF": (784,),
-}
+LAYOUTS = ("NHWC", "NCHW", "NHW", "NF")
+OUTPUTS = ("probabilities", "logits", "log-probabilities")
 DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}
-OUTPUTS = ("probabilities", "logits")
+ROW_SUM_TOLERANCE = 0.01  # INT8 models' quantized softmax rows sum to 0.992..1.004
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the user says about a model at run time; None leaves a part to the metadata."""
+
+    layout: str | None = None  # NHWC, NCHW, NHW or NF
+    mean: float | None = None  # model input = (pixel / 255 - mean) / std, as torchvision
+    std: float | None = None
+    input_range: tuple[float, float] | None = None  # pixel 0 -> LOW, 255 -> HIGH
+    output: str | None = None  # probabilities, logits or log-probabilities
+    output_name: str | None = None  # which output holds the [N, 10] scores
+
+    def __post_init__(self) -> None:
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise InputError(f"--layout: expected one of {', '.join(LAYOUTS)}, found {self.layout}")
+        if self.output is not None and self.output not in OUTPUTS:
+            raise InputError(f"--output: expected one of {', '.join(OUTPUTS)}, found {self.output}")
+        if self.input_range is not None and (self.mean is not None or self.std is not None):
+            raise InputError("--input-range: give either it or --mean/--std, found both")
+        if self.std is not None and (self.std == 0 or not np.isfinite(self.std)):
+            raise InputError(f"--std: expected a finite non-zero number, found {self.std}")
+        if self.mean is not None and not np.isfinite(self.mean):
+            raise InputError(f"--mean: expected a finite number, found {self.mean}")
+        if self.input_range is not None:
+            low, high = self.input_range
+            if low == high or not np.isfinite([low, high]).all():
+                raise InputError(
+                    f"--input-range: expected two different finite numbers, found {low},{high}"
+                )
+
+    def scaling(self) -> tuple[float, float] | None:
+        """(scale, offset) with model input = pixel * scale + offset; None if not given."""
+        if self.input_range is not None:
+            low, high = self.input_range
+            return (high - low) / 255, low
+        if self.mean is None and self.std is None:
+            return None
+        mean = 0.0 if self.mean is None else self.mean
+        std = 1.0 if self.std is None else self.std
+        return 1 / (255 * std), -mean / std
+
+    def metadata(self) -> dict[str, str]:
+        """The metadata keys that record these choices (what `adopt` writes)."""
+        meta = {}
+        if self.layout:
+            meta["input_layout"] = self.layout
+        if (scaling := self.scaling()) is not None:
+            meta["pixel_scale"], meta["pixel_offset"] = repr(scaling[0]), repr(scaling[1])
+        if self.output:
+            meta["output"] = self.output
+        if self.output_name:
+            meta["output_name"] = self.output_name
+        return meta
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What onnxruntime reports of a model: (name, shape, type) per input and output."""
+
+    inputs: list[tuple[str, list, str]]
+    outputs: list[tuple[str, list, str]]
 
 
 @dataclass(frozen=True)
@@ -30,93 +92,232 @@ class Contract:
     input_name: str
     output_name: str
     layout: str  # one of LAYOUTS
+    channels: int  # 1, or 3 (grey copied into each)
     dtype: np.dtype  # float32 or uint8
-    pixel_scale: float  # model input = pixel (0..255) * pixel_scale; 1/255 means [0, 1]
-    output: str  # "probabilities" (rows sum to 1) or "logits"
+    pixel_scale: float  # model input = pixel (0..255) * pixel_scale + pixel_offset
+    pixel_offset: float
+    output: str  # one of OUTPUTS
     labels: tuple[str, ...]
-    assumed: tuple[str, ...] = field(default=())  # what was guessed for lack of metadata
+    batch: int | None  # a fixed batch dimension, or None where any batch is taken
+    int8: bool  # an INT8 variant (metadata variant "int8...")
+    sources: dict[str, str] = field(default_factory=dict)  # part -> metadata, option, inferred
+
+    @property
+    def assumed(self) -> tuple[str, ...]:
+        """The parts that were inferred, each as a phrase for the one warning line."""
+        phrases = {
+            "layout": f"input layout {self.layout} (from its shape)",
+            "scaling": self.scaling_phrase(),
+            "output": f"output {self.output} (from its scores on probe images)",
+        }
+        return tuple(
+            phrases[k] for k, v in self.sources.items() if v == "inferred" and k in phrases
+        )
+
+    def scaling_phrase(self) -> str:
+        low = self.pixel_offset
+        high = 255 * self.pixel_scale + self.pixel_offset
+        return f"pixels scaled to [{low:.4g}, {high:.4g}]"
 
     def feed(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 pixels or float32 in [0, 1] -> the model's input tensor."""
         if self.layout == "NHW" and images.dtype == self.dtype == np.uint8:
-            return images  # the default model's own input: nothing to do, on the hot path
-        if images.dtype == np.uint8:
-            if self.dtype == np.uint8:
-                x = images  # no conversion at all: the fast path
-            else:
-                x = images.astype(np.float32) * np.float32(self.pixel_scale)
-        elif self.dtype == np.uint8:
-            x = np.rint(images * 255).astype(np.uint8)
-        elif self.pixel_scale == 1 / 255:
-            x = images
+            return images  # the shipped model's own input: nothing to do, on the hot path
+        if self.dtype == np.uint8:
+            x = images if images.dtype == np.uint8 else np.rint(images * 255).astype(np.uint8)
         else:
-            x = images * np.float32(255 * self.pixel_scale)
-        return x.reshape((len(images), *LAYOUTS[self.layout]))
+            # pixels as given (0..255) or in [0, 1]: one multiply-add either way
+            scale = self.pixel_scale if images.dtype == np.uint8 else 255 * self.pixel_scale
+            if scale == 1 and self.pixel_offset == 0 and images.dtype == np.float32:
+                x = images
+            else:
+                x = images.astype(np.float32) * np.float32(scale)
+                if self.pixel_offset:
+                    x += np.float32(self.pixel_offset)
+        n = len(images)
+        if self.layout == "NF":
+            return x.reshape(n, IMAGE_SIZE * IMAGE_SIZE)
+        if self.layout == "NHW":
+            return x
+        axis = 1 if self.layout == "NCHW" else 3
+        x = np.expand_dims(x, axis)
+        return np.repeat(x, self.channels, axis=axis) if self.channels > 1 else x
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """The model's (N, 10) scores -> probabilities: each in [0, 1], rows summing to 1."""
+        if self.output == "probabilities":
+            return scores
+        # softmax(log_softmax(z)) == softmax(z): one formula for logits and log-probabilities
+        e = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
 
 
-def metadata_for(layout: str, pixel_scale: float, output: str, **extra: object) -> dict[str, str]:
+def output_kind(scores: np.ndarray) -> str:
+    """What a model's scores are, judged from its answers to a few images: rows of values in
+    [0, 1] summing to 1 are probabilities (a Softmax), rows whose exponentials sum to 1 are
+    log-probabilities (a LogSoftmax), anything else is logits."""
+    s = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(s).all():
+        return "logits"
+    tol = ROW_SUM_TOLERANCE
+    if s.min() >= -1e-6 and s.max() <= 1 + 1e-6 and np.abs(s.sum(axis=1) - 1).max() <= tol:
+        return "probabilities"
+    if s.max() <= 1e-6 and np.abs(np.exp(s).sum(axis=1) - 1).max() <= tol:
+        return "log-probabilities"
+    return "logits"
+
+
+def metadata_for(
+    layout: str, pixel_scale: float, output: str, pixel_offset: float = 0.0, **extra: object
+) -> dict[str, str]:
     """The metadata_props an exporter writes: the contract keys plus free-form facts."""
     props = {
         "format": FORMAT,
         "input_layout": layout,
         "pixel_scale": repr(pixel_scale),
+        "pixel_offset": repr(pixel_offset),
         "output": output,
-        "labels": ",".join(str(d) for d in range(10)),
+        "labels": ",".join(str(d) for d in range(NUM_CLASSES)),
     }
     props.update({k: str(v) for k, v in extra.items()})
     return props
 
 
 def read_contract(
-    inputs: list[tuple[str, list, str]], outputs: list[tuple[str, list, str]], meta: dict[str, str]
+    signature: Signature, meta: dict[str, str], overrides: Overrides | None = None
 ) -> Contract:
-    """Build the contract from the model's signature and metadata, checking they fit MNIST.
-
-    `inputs`/`outputs` are (name, shape, type) as onnxruntime reports them.
-    """
-    if len(inputs) != 1:
-        raise ModelError(f"expected a model with one input, found {len(inputs)}")
-    if not outputs:
-        raise ModelError("expected a model with an output, found none")
-    name, shape, type_ = inputs[0]
-    out_name, out_shape, _ = outputs[0]
+    """The contract from options, then metadata, then the graph, checked to fit MNIST."""
+    overrides = overrides or Overrides()
+    sources: dict[str, str] = {}
+    name, shape, type_ = _image_input(signature.inputs)
     if type_ not in DTYPES:
         raise ModelError(f"input {name!r}: expected float32 or uint8, found {type_}")
-    assumed = []
-    if "input_layout" in meta:
-        layout = meta["input_layout"]
-        if layout not in LAYOUTS:
-            raise ModelError(
-                f"metadata input_layout: expected one of {list(LAYOUTS)}, found {layout!r}"
-            )
-    else:
-        layout = _guess_layout(shape)
-        assumed.append(f"input layout {layout} (from its shape)")
-    if layout is None or not _fits(shape[1:], LAYOUTS[layout]):
-        raise ModelError(
-            f"input {name!r}: expected an MNIST image input such as [N, 28, 28, 1], found {shape}"
-        )
     dtype = DTYPES[type_]
-    if "pixel_scale" in meta:
-        pixel_scale = float(meta["pixel_scale"])
+
+    layout = _pick(sources, "layout", overrides.layout, meta.get("input_layout"))
+    if layout is None:
+        layout, sources["layout"] = _guess_layout(shape), "inferred"
+    elif layout not in LAYOUTS:
+        raise ModelError(f"metadata input_layout: expected one of {list(LAYOUTS)}, found {layout}")
+    channels = _channels(shape, layout) if layout else None
+    if channels is None:
+        raise ModelError(
+            f"input {name!r}: expected an MNIST image input such as [N, 28, 28, 1], "
+            f"[N, 1, 28, 28] or [N, 3, 28, 28], found {shape}"
+            + (f" (layout {layout})" if layout else "")
+        )
+
+    scaling = overrides.scaling()
+    if scaling is not None:
+        sources["scaling"] = "option"
+    elif "pixel_scale" in meta:
+        scaling, sources["scaling"] = _meta_scaling(meta), "metadata"
     else:
-        pixel_scale = 1.0 if dtype == np.uint8 else 1 / 255
-        assumed.append("pixels 0..255" if dtype == np.uint8 else "pixels scaled to [0, 1]")
-    if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != 10):
-        raise ModelError(f"output {out_name!r}: expected [N, 10] scores, found {out_shape}")
-    output = meta.get("output", "")
-    if output not in OUTPUTS:
-        output = "probabilities"
-        assumed.append("output is probabilities")
-    labels = tuple(meta.get("labels", ",".join(map(str, range(10)))).split(","))
-    return Contract(name, out_name, layout, dtype, pixel_scale, output, labels, tuple(assumed))
+        scaling = (1.0, 0.0) if dtype == np.uint8 else (1 / 255, 0.0)
+        sources["scaling"] = "inferred"
+    if dtype == np.uint8 and scaling != (1.0, 0.0):
+        raise ModelError(f"input {name!r}: a uint8 input takes raw pixels 0..255, not a scaling")
+
+    out_name = _pick(sources, "output_name", overrides.output_name, meta.get("output_name"))
+    out_name = _score_output(signature.outputs, out_name)
+    output = _pick(sources, "output", overrides.output, meta.get("output"))
+    if output is None:
+        output, sources["output"] = "logits", "inferred"  # until output_kind() has seen scores
+    elif output not in OUTPUTS:
+        raise ModelError(f"metadata output: expected one of {list(OUTPUTS)}, found {output!r}")
+
+    labels = tuple(meta.get("labels", ",".join(map(str, range(NUM_CLASSES)))).split(","))
+    if len(labels) != NUM_CLASSES:
+        raise ModelError(f"metadata labels: expected {NUM_CLASSES} labels, found {len(labels)}")
+    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    return Contract(
+        input_name=name,
+        output_name=out_name,
+        layout=layout,
+        channels=channels,
+        dtype=dtype,
+        pixel_scale=scaling[0],
+        pixel_offset=scaling[1],
+        output=output,
+        labels=labels,
+        batch=batch,
+        int8=meta.get("variant", "").startswith("int8"),
+        sources=sources,
+    )
+
+
+def _pick(sources: dict[str, str], part: str, option: str | None, meta: str | None) -> str | None:
+    for value, origin in ((option, "option"), (meta, "metadata")):
+        if value:
+            sources[part] = origin
+            return value
+    return None
+
+
+def _meta_scaling(meta: dict[str, str]) -> tuple[float, float]:
+    try:
+        scale = float(meta["pixel_scale"])
+        offset = float(meta.get("pixel_offset", "0"))
+    except ValueError:
+        raise ModelError(
+            f"metadata pixel_scale/pixel_offset: expected numbers, found "
+            f"{meta['pixel_scale']!r}/{meta.get('pixel_offset', '0')!r}"
+        ) from None
+    if not (np.isfinite([scale, offset]).all() and scale != 0 and abs(scale) <= 1e6):
+        raise ModelError(f"metadata pixel_scale: expected a finite non-zero number, found {scale}")
+    return scale, offset
+
+
+def _image_input(inputs: list[tuple[str, list, str]]) -> tuple[str, list, str]:
+    if len(inputs) != 1:
+        names = ", ".join(repr(i[0]) for i in inputs)
+        raise ModelError(f"expected a model with one image input, found {len(inputs)}: {names}")
+    return inputs[0]
+
+
+def _score_output(outputs: list[tuple[str, list, str]], wanted: str | None) -> str:
+    names = [o[0] for o in outputs]
+    if wanted is not None:
+        if wanted not in names:
+            raise ModelError(f"--output-name: expected one of {names}, found {wanted!r}")
+        _, shape, type_ = outputs[names.index(wanted)]
+        if not _is_scores(shape) or type_ != "tensor(float)":
+            raise ModelError(
+                f"output {wanted!r}: expected [N, 10] float scores, found {shape} {type_}"
+            )
+        return wanted
+    fits = [o for o in outputs if _is_scores(o[1]) and o[2] == "tensor(float)"]
+    if len(fits) == 1:
+        return fits[0][0]
+    if not fits:
+        found = ", ".join(f"{o[0]!r} {o[1]} {o[2]}" for o in outputs) or "none"
+        raise ModelError(f"expected an output of [N, 10] float scores, found {found}")
+    raise ModelError(
+        f"expected one output of [N, 10] scores, found {len(fits)}: "
+        f"{', '.join(repr(o[0]) for o in fits)}: choose one with --output-name"
+    )
+
+
+def _is_scores(shape: list) -> bool:
+    return len(shape) == 2 and (not isinstance(shape[1], int) or shape[1] == NUM_CLASSES)
+
+
+def _channels(shape: list, layout: str) -> int | None:
+    """The channel count the input takes in `layout` (1 or 3), or None if it does not fit."""
+    dims = shape[1:]
+    side = (IMAGE_SIZE, IMAGE_SIZE)
+    if layout == "NF":
+        return 1 if _fits(dims, (IMAGE_SIZE * IMAGE_SIZE,)) else None
+    if layout == "NHW":
+        return 1 if _fits(dims, side) else None
+    for channels in (1, 3):
+        if _fits(dims, (channels, *side) if layout == "NCHW" else (*side, channels)):
+            return channels
+    return None
 
 
 def _guess_layout(shape: list) -> str | None:
-    for layout, image in LAYOUTS.items():
-        if _fits(shape[1:], image):
-            return layout
-    return None
+    return next((layout for layout in LAYOUTS if _channels(shape, layout)), None)
 
 
 def _fits(dims: list, expected: tuple[int, ...]) -> bool:

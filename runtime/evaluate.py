@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -18,6 +18,9 @@ class Evaluation:
     per_class_accuracy: list[float]  # index = digit
     confusion: list[list[int]]  # [true][predicted]
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 def evaluate(clf: Classifier, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     """Score `clf` on `images` (any accepted layout) against integer `labels`."""
@@ -25,13 +28,20 @@ def evaluate(clf: Classifier, images: np.ndarray, labels: np.ndarray) -> Evaluat
 
 
 def evaluate_batches(
-    clf: Classifier, batches: Iterable[tuple[np.ndarray, np.ndarray]]
+    clf: Classifier, batches: Iterable[tuple[np.ndarray, np.ndarray]], limit: int | None = None
 ) -> Evaluation:
-    """Score `clf` batch by batch: memory is bounded by one batch, not the data set."""
+    """Score `clf` batch by batch (the first `limit` images, if given): memory is bounded by
+    one batch, not the data set."""
     n = len(clf.contract.labels)
     confusion = np.zeros((n, n), dtype=np.int64)
+    seen = 0
     for images, labels in batches:
+        if limit is not None:
+            images, labels = images[: limit - seen], labels[: limit - seen]
         np.add.at(confusion, (labels.astype(np.int64), clf.predict(images)), 1)
+        seen += len(labels)
+        if limit is not None and seen >= limit:
+            break
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
     count = int(confusion.sum())
     correct = int(confusion.trace())

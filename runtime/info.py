@@ -1,4 +1,4 @@
-"""What a model file is: its contract, signature, metadata and size."""
+"""What a model file is: its contract and where each part came from, signature, metadata, size."""
 
 from __future__ import annotations
 
@@ -25,10 +25,8 @@ class ModelInfo:
     sha256: str
     inputs: list[Tensor]
     outputs: list[Tensor]
-    layout: str
-    pixel_scale: float
-    output: str
-    assumed: list[str]
+    contract: dict[str, tuple[str, str]]  # part -> (value, metadata | option | inferred | graph)
+    assumed: list[str]  # what was inferred, as the one warning line says it
     metadata: dict[str, str]
 
     def to_dict(self) -> dict:
@@ -40,6 +38,15 @@ def describe(clf: Classifier) -> ModelInfo:
     path = Path(clf.path)
     data = path.read_bytes()
     c = clf.contract
+    source = c.sources.get
+    layout = c.layout + (f", {c.channels} channels" if c.channels > 1 else "")
+    contract = {
+        "input": (f"{c.input_name} {c.dtype.name}", "graph"),
+        "layout": (layout, source("layout", "graph")),
+        "pixels": (c.scaling_phrase().removeprefix("pixels "), source("scaling", "graph")),
+        "output": (f"{c.output_name}: {c.output}", source("output", "graph")),
+        "batch": (str(c.batch) if c.batch else "any", "graph"),
+    }
     return ModelInfo(
         path=str(path.resolve()),
         format="ort" if data[4:8] == b"ORTM" else "onnx",
@@ -48,9 +55,7 @@ def describe(clf: Classifier) -> ModelInfo:
         sha256=hashlib.sha256(data).hexdigest(),
         inputs=[_tensor(t) for t in clf.session.get_inputs()],
         outputs=[_tensor(t) for t in clf.session.get_outputs()],
-        layout=c.layout,
-        pixel_scale=c.pixel_scale,
-        output=c.output,
+        contract=contract,
         assumed=list(c.assumed),
         metadata=dict(sorted(clf.metadata.items())),
     )

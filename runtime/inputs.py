@@ -7,14 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.contract import DEFAULT_BATCH_SIZE, IMAGE_SIZE
 from runtime.errors import DataError, InputError
-from runtime.mnist import idx_shape, iter_idx
+from runtime.idx import idx_shape, iter_idx
 from runtime.preprocess import as_images, load_image
 
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def iter_inputs(paths: list[Path], batch_size: int = 256) -> Iterator[tuple[list[str], np.ndarray]]:
+def iter_inputs(
+    paths: list[Path], batch_size: int = DEFAULT_BATCH_SIZE
+) -> Iterator[tuple[list[str], np.ndarray]]:
     """(names, (n, 28, 28) images: uint8, or float32 in [0, 1]) batches, in the order given.
 
     An image file is one image named by its path; an array or IDX file gives `path[i]` per image
@@ -55,7 +58,7 @@ def _chunks(path: Path, kind: str, batch_size: int) -> Iterator[np.ndarray]:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as e:
             raise InputError(f"{path}: cannot read .npy array ({e})") from None
-        if array.shape == (28, 28):
+        if array.shape == (IMAGE_SIZE, IMAGE_SIZE):
             array = array[None]
         for start in range(0, max(len(array), 1), batch_size):
             yield np.asarray(array[start : start + batch_size])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from runtime.errors import ModelError
 
 AGREEMENT_MIN = 1.0  # fp32 export: every top-1 label must match the reference
 MAX_ABS_DIFF = 1e-5  # fp32 export: largest allowed probability difference
@@ -28,6 +30,9 @@ class ParityReport:
     @property
     def passed(self) -> bool:
         return not self.failures()
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
 
     def failures(self) -> list[str]:
         """Every check that failed, each with its figure and its tolerance."""
@@ -65,7 +70,7 @@ def models_parity(
     `int8` None: INT8 tolerances when either model is an INT8 variant, fp32 ones otherwise.
     """
     if int8 is None:
-        int8 = any("int8" in m.metadata.get("variant", "") for m in (reference, candidate))
+        int8 = reference.contract.int8 or candidate.contract.int8
     limits = INT8_LIMITS if int8 else {}
     return compare(
         reference.predict_proba(images), candidate.predict_proba(images), labels, **limits
@@ -82,7 +87,10 @@ def compare(
 ) -> ParityReport:
     """Parity of `candidate` (N, 10) probabilities against `reference` (N, 10) on `labels`."""
     if reference.shape != candidate.shape:
-        raise ValueError(f"shapes differ: reference {reference.shape}, candidate {candidate.shape}")
+        raise ModelError(
+            f"expected probabilities of the same shape, found reference {reference.shape}, "
+            f"candidate {candidate.shape}"
+        )
     ref_top, cand_top = reference.argmax(axis=1), candidate.argmax(axis=1)
     differ = np.flatnonzero(ref_top != cand_top)
     n = max(len(labels), 1)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from runtime.contract import IMAGE_SIZE as SIZE
 from runtime.errors import InputError, InputWarning
 
-SIZE = 28  # MNIST's field
 BOX = 20  # MNIST fitted each digit into a 20x20 box inside the field
 CENTRE = 14.0  # where MNIST's centres of mass sit (row and column; measured on its test set)
 INK_THRESHOLD = 0.2  # of the strongest ink: fainter pixels are background noise when cropping

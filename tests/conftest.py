@@ -10,10 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.mnist import IDX_NAMES
+from runtime.errors import DataError
+from runtime.mnist import IDX_NAMES, locate
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def cli_app():
+    """The whole `mnist-edge` app, workstation commands included, as `main` builds it."""
+    from runtime.cli import app
+    from train.cli import register
+
+    register(app)
+    return app
 
 
 def idx_bytes(array: np.ndarray, type_byte: int = 0x08) -> bytes:
@@ -53,9 +63,15 @@ def mnist_folder(tmp_path: Path) -> Path:
 
 
 def real_mnist_dir() -> Path | None:
-    for candidate in (os.environ.get("MNIST_DIR"), SHARED_MNIST):
-        if candidate and (Path(candidate) / "t10k-images-idx3-ubyte.gz").is_file():
-            return Path(candidate)
+    """Real MNIST where the CLI finds it (--data's lookup: $MNIST_DIR, Keras' cache), else the
+    shared folder beside the checkout; None where there is none. Never downloads."""
+    candidates = [None] if os.environ.get("MNIST_DIR") else [None, SHARED_MNIST]
+    for data in candidates:
+        try:
+            source = locate("test", data, download=False)
+        except DataError:
+            continue
+        return source.path
     return None
 
 
@@ -64,7 +80,7 @@ def real_mnist() -> Path:
     """The real MNIST folder; the test is skipped, saying why, when there is none."""
     folder = real_mnist_dir()
     if folder is None:
-        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR (see README, Data)")
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
     return folder
 
 

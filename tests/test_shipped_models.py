@@ -11,8 +11,9 @@ from runtime import Classifier
 from runtime.cpu import int8_exact
 from runtime.evaluate import evaluate
 from runtime.mnist import load_split
+from runtime.models import default_model_path
 from runtime.preprocess import load_image
-from runtime.session import default_model_path
+from tests.conftest import cli_app
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTED = ROOT / "exported"
@@ -25,7 +26,7 @@ def test_default_model_is_the_shipped_edge_cnn_int8_where_the_cpu_allows(monkeyp
     expected = "mnist_edge.int8.onnx" if int8_exact() else "mnist_edge.onnx"
     assert default_model_path().name == expected
     assert Classifier().metadata["arch"] == "edge"
-    monkeypatch.setattr("runtime.session.int8_exact", lambda: False)
+    monkeypatch.setattr("runtime.models.int8_exact", lambda: False)
     assert default_model_path().name == "mnist_edge.onnx"
 
 
@@ -61,11 +62,9 @@ def test_shipped_cnn_reads_the_hand_drawn_examples():
 @pytest.mark.parametrize("arch", ["edge", "cnn", "mlp"])
 def test_shipped_models_match_their_keras_source(real_mnist, arch):
     pytest.importorskip("tensorflow", reason="needs the train extra: pip install '.[train]'")
-    from train.cli import app
-
     keras_model, onnx_model = EXPORTED / f"mnist_{arch}.keras", EXPORTED / f"mnist_{arch}.onnx"
     args = ["parity", str(keras_model), str(onnx_model), "--data", str(real_mnist), "--json"]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(cli_app(), args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["agreement"] == 1.0 and report["max_abs_diff"] <= 1e-5
@@ -73,8 +72,6 @@ def test_shipped_models_match_their_keras_source(real_mnist, arch):
 
 
 def test_int8_variants_agree_with_their_fp32_sources(real_mnist):
-    from train.cli import app
-
     for arch in ("edge", "cnn"):
         args = [
             "parity",
@@ -84,7 +81,7 @@ def test_int8_variants_agree_with_their_fp32_sources(real_mnist):
             str(real_mnist),
             "--json",
         ]
-        result = CliRunner().invoke(app, args)
+        result = CliRunner().invoke(cli_app(), args)
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["agreement"] >= 0.998

@@ -1,7 +1,8 @@
-"""The workstation commands (train, export, parity), added to the device CLI's app.
+"""The workstation commands (train, export, parity, quantize, optimize).
 
-This module is the `mnist-edge` entry point. TensorFlow loads inside these commands only, so
-the device commands start fast and work where the train extra is not installed.
+`register(app)` adds them to the device CLI's app (runtime.cli.main calls it). TensorFlow loads
+inside these commands only, so the device commands start fast and work where the train extra is
+not installed; there, each of these says in one line what to install.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Annotated
 
 import typer
 
-from runtime.cli import DataOpt, JsonOpt, app
 from runtime.errors import MissingExtraError
+from runtime.options import DataOpt, JsonOpt
+from runtime.render import parity_lines, with_parity
 
 WORKSTATION = "Workstation (needs the train extra)"
 
@@ -28,8 +30,18 @@ class Arch(str, Enum):
     mlp = "mlp"
 
 
+def register(app: typer.Typer) -> None:
+    """Add the workstation commands to `app` (once)."""
+    if any(c.name == "train" for c in app.registered_commands):
+        return
+    for command in (train, export, parity, quantize, optimize):
+        name = command.__name__
+        app.command(name, rich_help_panel=WORKSTATION)(command)
+
+
 def _require_train_extra(command: str) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    # TensorFlow's start-up chatter, tf.data's "use_unbounded_threadpool" E-lines included
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Look the packages up without importing them: quantize and optimize never load TensorFlow.
     for name in ("onnx", "tensorflow", "tf2onnx"):
         if importlib.util.find_spec(name) is None:
@@ -39,7 +51,6 @@ def _require_train_extra(command: str) -> None:
             )
 
 
-@app.command(rich_help_panel=WORKSTATION)
 def train(
     arch: Annotated[
         Arch,
@@ -96,13 +107,13 @@ def train(
         typer.echo(json.dumps(asdict(result)))
         return
     typer.echo(f"saved {result.model_path}")
+    epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
     typer.echo(
-        f"test accuracy {result.test_accuracy:.4%} after {result.epochs} epochs on "
+        f"test accuracy {result.test_accuracy:.4%} after {epochs} on "
         f"{result.train_images} images in {result.train_seconds:.0f} s"
     )
 
 
-@app.command(rich_help_panel=WORKSTATION)
 def export(
     keras_model: Annotated[Path, typer.Argument(help="A .keras model saved by `train`.")],
     out: Annotated[
@@ -118,7 +129,7 @@ def export(
 
     result = export_file(keras_model, out, opset or OPSET, data)
     if json_out:
-        typer.echo(json.dumps(_with_parity(result)))
+        typer.echo(json.dumps(with_parity(result)))
         return
     p = result.parity
     typer.echo(f"wrote {result.path} ({result.size_bytes:,} bytes, opset {result.opset})")
@@ -129,7 +140,6 @@ def export(
     )
 
 
-@app.command(rich_help_panel=WORKSTATION)
 def parity(
     reference: Annotated[
         Path, typer.Argument(help="The source: a .keras model, or an ONNX/ORT model.")
@@ -145,42 +155,22 @@ def parity(
     """
     from runtime.mnist import load_split
 
+    keras_reference = reference.suffix == ".keras"
+    if keras_reference:
+        _require_train_extra("parity")  # before the data: the extra is the first thing missing
     test = load_split("test", data)
-    if reference.suffix == ".keras":
-        _require_train_extra("parity")
-        from train.export import load_keras
+    if keras_reference:
+        from train.models import load_keras
         from train.parity import keras_vs_onnx
 
         report = keras_vs_onnx(load_keras(reference), candidate, test)
     else:
         report = _runtime_parity(reference, candidate, test)
-    payload = {
-        "agreement": report.agreement,
-        "max_abs_diff": report.max_abs_diff,
-        "reference_accuracy": report.reference_accuracy,
-        "candidate_accuracy": report.candidate_accuracy,
-        "count": report.count,
-        "agreement_min": report.agreement_min,
-        "max_abs_diff_allowed": report.max_abs_diff_allowed,
-        "accuracy_drop_max": report.accuracy_drop_max,
-        "passed": report.passed,
-    }
-    if reference.suffix == ".keras":
-        payload.update(
-            keras_accuracy=report.reference_accuracy, onnx_accuracy=report.candidate_accuracy
-        )
     if json_out:
-        typer.echo(json.dumps(payload))
+        typer.echo(json.dumps(report.to_dict()))
     else:
-        typer.echo(f"agreement     {report.agreement:.4%}  (min {report.agreement_min:.4%})")
-        typer.echo(
-            f"max |diff|    {report.max_abs_diff:.3g}  (max {report.max_abs_diff_allowed:g})"
-        )
-        typer.echo(
-            f"accuracy      reference {report.reference_accuracy:.4%}, "
-            f"candidate {report.candidate_accuracy:.4%} on {report.count} images"
-        )
-        typer.echo("PASS" if report.passed else "FAIL: " + "; ".join(report.failures()))
+        for line in parity_lines(report):
+            typer.echo(line)
     if not report.passed:
         raise typer.Exit(1)
 
@@ -189,7 +179,8 @@ def _runtime_parity(reference: Path, candidate: Path, test):
     from runtime.parity import models_parity
     from runtime.session import Classifier
 
-    return models_parity(Classifier(reference), Classifier(candidate), test.images, test.labels)
+    with Classifier(reference) as ref, Classifier(candidate) as cand:
+        return models_parity(ref, cand, test.images, test.labels)
 
 
 class QuantFormat(str, Enum):
@@ -203,7 +194,6 @@ class Method(str, Enum):
     percentile = "percentile"
 
 
-@app.command(rich_help_panel=WORKSTATION)
 def quantize(
     onnx_model: Annotated[Path, typer.Argument(help="The fp32 ONNX model to quantize.")],
     out: Annotated[
@@ -250,7 +240,7 @@ def quantize(
     result = quantize_file(onnx_model, out, config, data)
     p = result.parity
     if json_out:
-        typer.echo(json.dumps(_with_parity(result)))
+        typer.echo(json.dumps(with_parity(result)))
         return
     typer.echo(
         f"wrote {result.path} ({result.size_bytes:,} bytes, "
@@ -267,7 +257,6 @@ class Format(str, Enum):
     ort = "ort"
 
 
-@app.command(rich_help_panel=WORKSTATION)
 def optimize(
     onnx_model: Annotated[Path, typer.Argument(help="The ONNX model to optimise.")],
     format_: Annotated[
@@ -283,7 +272,7 @@ def optimize(
 
     result = optimize_file(onnx_model, format_.value, out, data)
     if json_out:
-        typer.echo(json.dumps(_with_parity(result)))
+        typer.echo(json.dumps(with_parity(result)))
         return
     typer.echo(
         f"wrote {result.path} ({result.size_bytes:,} bytes); load "
@@ -291,32 +280,3 @@ def optimize(
         f"agreement {result.parity.agreement:.2%}, max |diff| "
         f"{result.parity.max_abs_diff:.2g}"
     )
-
-
-@app.command("serve-web", rich_help_panel="Workstation (from a checkout)")
-def serve_web(
-    port: Annotated[int, typer.Option(help="Port on localhost (0: any free port).")] = 8000,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-):
-    """Serve the draw-a-digit page (web/, onnxruntime-web) until Ctrl-C."""
-    from train.webserver import make_server
-
-    server = make_server(host, port)
-    bound_host, bound_port = server.server_address[:2]
-    url = f"http://{bound_host}:{bound_port}/web/"
-    typer.echo(f"serving the draw-a-digit page at {url} (Ctrl-C stops)")
-    with server:
-        server.serve_forever()
-
-
-def _with_parity(result) -> dict:
-    """A result dataclass with a `parity` report as JSON-ready dict, the verdict included."""
-    return {**asdict(result), "parity": {**asdict(result.parity), "passed": result.parity.passed}}
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

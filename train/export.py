@@ -12,11 +12,12 @@ import tensorflow as tf
 import tf2onnx
 
 from runtime.contract import metadata_for
-from runtime.errors import ModelError, ParityError
-from runtime.files import atomic_path
+from runtime.errors import ModelError
+from runtime.mnist import load_split
 from runtime.parity import ParityReport
 from train.fit import versions
-from train.models import INPUT_SHAPE
+from train.gate import save_with_metadata, write_checked
+from train.models import INPUT_SHAPE, load_keras
 from train.parity import keras_vs_onnx
 from train.simplify import simplify_dense_head
 
@@ -51,7 +52,7 @@ def export_onnx(
         folded = _fold_pixel_scale(model)
         spec = (tf.TensorSpec((None, *INPUT_SHAPE[:2]), tf.uint8, name=INPUT_NAME),)
         fn = tf.function(
-            lambda image: folded(tf.reshape(tf.cast(image, tf.float32), (-1, 28, 28, 1)))
+            lambda image: folded(tf.reshape(tf.cast(image, tf.float32), (-1, *INPUT_SHAPE)))
         )
     else:
         spec = (tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name=INPUT_NAME),)
@@ -84,12 +85,6 @@ def _fold_pixel_scale(model: keras.Model) -> keras.Model:
     return copy
 
 
-def save_onnx(proto: onnx.ModelProto, path: Path) -> None:
-    """Write atomically: an interrupted save never leaves a broken file at `path`."""
-    with atomic_path(path) as tmp:
-        onnx.save(proto, tmp)
-
-
 UINT8_ARCHS = ("edge",)  # the models built for the device take raw pixels
 
 
@@ -104,8 +99,6 @@ def export_file(
 
     `uint8_input` None: uint8 for the archs in UINT8_ARCHS, float32 for the others.
     """
-    from runtime.mnist import load_split
-
     model = load_keras(keras_path)
     out = Path(out) if out else Path(keras_path).with_suffix(".onnx")
     arch = model.name.removeprefix("mnist_")
@@ -126,40 +119,33 @@ def export_file(
         onnx_version=onnx.__version__,
     )
     proto = export_onnx(model, opset, meta, uint8_input)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        onnx.save(proto, tmp)
-        report = keras_vs_onnx(model, tmp, test)
-        if not report.passed:
-            raise ParityError(f"{out}: not written, parity failed: {'; '.join(report.failures())}")
+
+    def stamp(tmp: Path, report: ParityReport) -> None:
         meta.update(
             test_accuracy=f"{report.candidate_accuracy:.6f}",
             keras_test_accuracy=f"{report.reference_accuracy:.6f}",
             parity=f"agreement {report.agreement:.6f}, max_abs_diff {report.max_abs_diff:.3g} "
             f"on {report.count} test images",
         )
-        onnx.helper.set_model_props(proto, meta)
-        onnx.save(proto, tmp)
+        save_with_metadata(proto, tmp, meta)
+
+    report = write_checked(
+        out,
+        write=lambda tmp: onnx.save(proto, tmp),
+        check=lambda tmp: keras_vs_onnx(model, tmp, test),
+        stamp=stamp,
+    )
     return ExportResult(str(out), opset, out.stat().st_size, report, meta)
-
-
-def load_keras(path: Path) -> keras.Model:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such Keras model file")
-    try:
-        return keras.models.load_model(path)
-    except (ValueError, OSError) as e:
-        raise ModelError(
-            f"{path}: expected a Keras .keras model, but loading failed: {e}"
-        ) from None
 
 
 def _training_facts(keras_path: Path) -> dict:
     metrics = keras_path.with_suffix(".metrics.json")
     if not metrics.is_file():
         return {}
-    facts = json.loads(metrics.read_text())
+    try:
+        facts = json.loads(metrics.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{metrics}: expected the training metrics as JSON ({e})") from None
     keep = ("epochs", "seed", "train_images", "train_seconds", "recipe", "test_accuracy")
     return {k: facts[k] for k in keep if k in facts}
 

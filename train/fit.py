@@ -14,11 +14,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from runtime.contract import IMAGE_SIZE, NUM_CLASSES
 from runtime.errors import InputError, OutputError
 from runtime.files import atomic_path, write_json
 from runtime.mnist import Split, load_split
-from runtime.preprocess import as_batch
-from train.models import BUILDERS
+from train.models import BUILDERS, keras_input, load_keras
 
 
 @dataclass(frozen=True)
@@ -185,11 +185,11 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
 
 def _with_teacher(student: keras.Model, recipe: Recipe, teacher_path: Path) -> keras.Model:
     from train.distill import Distiller
-    from train.export import load_keras
 
     teacher = load_keras(teacher_path)
     distiller = Distiller(student, teacher, alpha=recipe.distill, temperature=recipe.temperature)
-    distiller(np.zeros((1, 28, 28, 1), np.float32))  # built before fit: checkpoints need it
+    # built before fit: checkpoints need it
+    distiller(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))
     return distiller
 
 
@@ -199,8 +199,13 @@ class EpochLog(keras.callbacks.Callback):
     def __init__(self, path: Path, keep_epochs: int):
         super().__init__()
         self.path = path
-        previous = json.loads(path.read_text()) if keep_epochs and path.is_file() else {}
+        previous = _read_json(path, "history") if keep_epochs and path.is_file() else {}
         self.history = {k: v[:keep_epochs] for k, v in previous.items()}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Keras prints "Epoch i/n" only when n > 1: a one-epoch run gets its header here
+        if self.params.get("epochs") == 1 and self.params.get("verbose"):
+            print("Epoch 1/1", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
@@ -216,13 +221,26 @@ def _check_resume(checkpoint: Path, config: TrainConfig) -> int:
             raise InputError(
                 f"--resume: expected an interrupted run's checkpoint in {checkpoint}, found none"
             )
-        return int(json.loads(state.read_text())["epoch"])
+        try:
+            return int(_read_json(state, "checkpoint state")["epoch"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(
+                f"{state}: expected the checkpoint's epoch, found none: delete "
+                f"{checkpoint} to start over"
+            ) from None
     if checkpoint.exists():
         raise InputError(
             f"{checkpoint}: an interrupted run is there: pass --resume to continue it, "
             "or delete the folder to start over"
         )
     return 0
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: expected the run's {what} as JSON ({e})") from None
 
 
 def versions() -> dict[str, str]:
@@ -235,10 +253,8 @@ def versions() -> dict[str, str]:
 
 
 def _arrays(split: Split) -> tuple[np.ndarray, np.ndarray]:
-    x = as_batch(split.images)[
-        ..., None
-    ]  # (N, 28, 28, 1) float32 in [0, 1]: the runtime's contract
-    y = keras.utils.to_categorical(split.labels, 10)  # one-hot, for categorical cross-entropy
+    x = keras_input(split.images)  # (N, 28, 28, 1) float32 in [0, 1]
+    y = keras.utils.to_categorical(split.labels, NUM_CLASSES)  # one-hot, for cross-entropy
     return x, y
 
 

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
+import numpy as np
 from keras import layers
 
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+from runtime.contract import IMAGE_SIZE, NUM_CLASSES
+from runtime.errors import ModelError
+from runtime.preprocess import as_batch
+
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+
+
+def keras_input(images: object) -> np.ndarray:
+    """What our Keras models take: float32 (N, 28, 28, 1) in [0, 1], from any accepted images."""
+    return as_batch(images)[..., None]
+
+
+def load_keras(path: Path) -> keras.Model:
+    """A saved .keras model, or a ModelError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such Keras model file")
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, OSError) as e:
+        raise ModelError(
+            f"{path}: expected a Keras .keras model, but loading failed: {e}"
+        ) from None
 
 
 def build_mlp() -> keras.Model:

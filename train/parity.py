@@ -9,18 +9,18 @@ import numpy as np
 
 from runtime.mnist import Split
 from runtime.parity import ParityReport, compare
-from runtime.preprocess import as_batch
 from runtime.session import Classifier
+from train.models import keras_input
 
 
 def keras_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """(N, 10) probabilities from Keras for uint8 (N, 28, 28) images."""
-    x = as_batch(images)[..., None]  # (N, 28, 28, 1) in [0, 1], as in training
-    return model.predict(x, batch_size=1024, verbose=0)
+    return model.predict(keras_input(images), batch_size=1024, verbose=0)
 
 
 def keras_vs_onnx(model: keras.Model, onnx_path: Path, split: Split) -> ParityReport:
     """Run both on `split`; the ONNX side goes through `runtime.Classifier` as users do."""
     reference = keras_probabilities(model, split.images)
-    candidate = Classifier(onnx_path).predict_proba(split.images)
+    with Classifier(onnx_path) as clf:
+        candidate = clf.predict_proba(split.images)
     return compare(reference, candidate, split.labels)

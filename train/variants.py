@@ -16,11 +16,11 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from runtime.errors import InputError, ParityError
-from runtime.files import atomic_path
+from runtime.errors import InputError
 from runtime.mnist import load_split
 from runtime.parity import ParityReport, models_parity
 from runtime.session import Classifier
+from train.gate import write_checked
 
 FORMATS = {"onnx": ".opt.onnx", "ort": ".ort"}
 
@@ -56,21 +56,21 @@ def optimize_file(
             },
         )
         onnx.save(model, tagged)
-        with atomic_path(out) as tmp_out:
+
+        def write(tmp_out: Path) -> None:
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
             opts.optimized_model_filepath = str(tmp_out)
             if fmt == "ort":
                 opts.add_session_config_entry("session.save_model_format", "ORT")
             ort.InferenceSession(str(tagged), opts, providers=["CPUExecutionProvider"])
+
+        def check(tmp_out: Path) -> ParityReport:
             test = load_split("test", data)
-            report = models_parity(
-                reference, Classifier(tmp_out), test.images, test.labels, int8=False
-            )
-            if not report.passed:
-                raise ParityError(
-                    f"{out}: not written, parity failed: " + "; ".join(report.failures())
-                )
+            with Classifier(tmp_out) as variant:
+                return models_parity(reference, variant, test.images, test.labels, int8=False)
+
+        report = write_checked(out, write, check)
     return VariantResult(str(out), fmt, out.stat().st_size, _load_ms(source), _load_ms(out), report)
 
 
@@ -78,6 +78,6 @@ def _load_ms(path: Path, repeats: int = 5) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        Classifier(path)
+        Classifier(path).close()
         best = min(best, time.perf_counter() - start)
     return round(best * 1e3, 2)

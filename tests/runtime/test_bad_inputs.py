@@ -227,7 +227,7 @@ MODEL_FAILURES = [
     (
         "other-contract",
         lambda t: linear_onnx(t / "m.onnx", ("N", 3, 32, 32)),
-        "expected an MNIST image input such as [N, 28, 28, 1], found ['N', 3, 32, 32]",
+        "[N, 1, 28, 28] or [N, 3, 28, 28], found ['N', 3, 32, 32]",
     ),
 ]
 
@@ -247,7 +247,9 @@ def test_model_without_our_metadata_is_used_and_says_what_was_assumed(tmp_path):
     path = linear_onnx(tmp_path / "foreign.onnx")
     result = runner.invoke(app, ["info", "--model", str(path)])
     assert result.exit_code == 0
-    assert "assumed   input layout NHWC (from its shape); pixels scaled to [0, 1]" in result.stdout
+    assert "layout     NHWC  (inferred)" in result.stdout
+    assert "pixels     scaled to [0, 1]  (inferred)" in result.stdout
+    assert "output     probabilities: probabilities  (inferred)" in result.stdout
     digits = _npy(tmp_path / "d.npy", synthetic_digits(2)[0])
     predicted = runner.invoke(app, ["predict", str(digits), "--model", str(path)])
     assert predicted.exit_code == 0 and len(predicted.stdout.splitlines()) == 2

@@ -3,12 +3,16 @@
 import json
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from runtime.cli import app, parse_counts
+import runtime.session as session_module
+from runtime.cli import app
 from runtime.errors import InputError
+from runtime.idx import read_idx
+from runtime.options import parse_counts
 from tests.conftest import synthetic_digits, write_idx
 
 runner = CliRunner()
@@ -144,7 +148,8 @@ def test_bench_json_keeps_the_documented_keys(tiny_model):
     assert [r["batch_size"] for r in payload["results"]] == [1, 4]
     for r in payload["results"]:
         assert {"batch_size", "p50_us", "p90_us", "p99_us", "mean_us", "images_per_s"} <= set(r)
-        assert r["p50_us"] <= r["p90_us"] <= r["p99_us"]
+        # throughput is the batch over the mean call time, so the two must agree
+        assert r["images_per_s"] == pytest.approx(r["batch_size"] / (r["mean_us"] * 1e-6), rel=1e-3)
     assert payload["settings"]["threads"] == [1] and payload["settings"]["batch_sizes"] == [1, 4]
 
 
@@ -153,14 +158,22 @@ def test_evaluate_json_reports_accuracy_and_count(tiny_model, mnist_folder):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["count"] == 20
-    assert 0 <= payload["accuracy"] <= 1 and payload["correct"] == round(payload["accuracy"] * 20)
+    # the same 20 images through plain onnxruntime, preprocessed by hand
+    images = read_idx(mnist_folder / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(mnist_folder / "t10k-labels-idx1-ubyte.gz")
+    session = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
+    x = images[..., None].astype(np.float32) / 255
+    expected = int((session.run(None, {"image": x})[0].argmax(axis=1) == labels).sum())
+    assert payload["correct"] == expected and payload["accuracy"] == expected / 20
+    assert sum(map(sum, payload["confusion"])) == 20
 
 
 def test_info_json_describes_the_model(tiny_model):
     payload = json.loads(run("info", "--model", tiny_model, "--json").stdout)
     assert payload["inputs"][0]["name"] == "image"
     assert payload["outputs"][0]["shape"] == ["N", 10]
-    assert payload["metadata"]["arch"] == "linear" and payload["layout"] == "NHWC"
+    assert payload["metadata"]["arch"] == "linear"
+    assert payload["contract"]["layout"] == ["NHWC", "metadata"]
     assert payload["size_bytes"] == tiny_model.stat().st_size
 
 
@@ -170,10 +183,18 @@ def test_parse_counts():
         parse_counts("", "--threads")
 
 
-def test_low_power_runs_one_thread_without_spinning(tiny_model, inputs):
+def test_low_power_runs_one_thread_without_spinning(tiny_model, inputs, monkeypatch):
+    made = []
+    real = session_module.Classifier
+    monkeypatch.setattr(
+        session_module, "Classifier", lambda *a, **k: made.append(real(*a, **k)) or made[-1]
+    )
     result = run("predict", inputs["npy"], "--model", tiny_model, "--low-power")
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 3
+    options = made[0].session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 @pytest.mark.parametrize(
@@ -218,7 +239,7 @@ def test_bench_sweeps_threads_reports_cold_start_and_saves_json(tiny_model, tmp_
         "--no-memory-arena",
         "--optimization",
         "basic",
-        "--output",
+        "--report",
         out,
     )
     assert result.exit_code == 0, result.output

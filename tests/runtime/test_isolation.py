@@ -33,9 +33,10 @@ def test_device_commands_load_no_training_module(tiny_model):
     # Run the real entry point in a fresh interpreter, then list what got imported.
     code = f"""
 import json, sys
-from train.cli import app
+from runtime.cli import main
+sys.argv = ["mnist-edge", "info", "--model", {str(tiny_model)!r}, "--json"]
 try:
-    app(["info", "--model", {str(tiny_model)!r}, "--json"])
+    main()
 except SystemExit as e:
     code = e.code
 loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set({list(FORBIDDEN)!r}))

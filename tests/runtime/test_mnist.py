@@ -8,14 +8,11 @@ import numpy as np
 import pytest
 
 from runtime.errors import DataError
+from runtime.idx import idx_shape, iter_idx, parse_idx, read_idx
 from runtime.mnist import (
     download_mnist,
     find_data,
-    idx_shape,
-    iter_idx,
     load_split,
-    parse_idx,
-    read_idx,
     read_npz_split,
     stream_split,
 )

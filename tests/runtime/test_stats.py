@@ -1,8 +1,11 @@
+import time
+
 import numpy as np
 import pytest
 
 from runtime.bench import BenchConfig, bench, summarize, time_calls
 from runtime.parity import compare
+from runtime.settings import SessionSettings
 
 
 def test_summarize_percentiles_and_throughput_from_known_timings():
@@ -21,14 +24,22 @@ def test_summarize_refuses_no_timings():
         summarize(1, np.array([]))
 
 
-def test_time_calls_runs_at_least_min_runs():
+def test_time_calls_runs_at_least_min_runs_and_times_each_call():
     calls = []
-    times = time_calls(lambda: calls.append(1), duration=0.0, min_runs=5)
-    assert len(times) == len(calls) == 5 and (times >= 0).all()
+    times = time_calls(lambda: calls.append(time.sleep(0.002)), duration=0.0, min_runs=5)
+    assert len(times) == len(calls) == 5
+    assert times.min() >= 0.002  # each sample spans its call, sleep included
+
+
+def test_time_calls_runs_exactly_the_runs_asked_for():
+    calls = []
+    assert len(time_calls(lambda: calls.append(1), duration=10.0, min_runs=50, runs=7)) == 7
+    assert len(calls) == 7
 
 
 def test_bench_reports_each_batch_size(tiny_model):
-    config = BenchConfig(batch_sizes=(1, 8), threads=(1, 2), runs=12, warmup=0.0)
+    sessions = (SessionSettings(threads=1), SessionSettings(threads=2))
+    config = BenchConfig(batch_sizes=(1, 8), sessions=sessions, runs=12, warmup=0.0)
     report = bench(tiny_model, config)
     assert [(r.threads, r.batch_size) for r in report.results] == [(1, 1), (1, 8), (2, 1), (2, 8)]
     assert all(r.runs == 12 and r.p50_us > 0 for r in report.results)

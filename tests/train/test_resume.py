@@ -11,9 +11,12 @@ from typer.testing import CliRunner
 
 keras = pytest.importorskip("keras", reason="needs the train extra: pip install '.[train]'")
 
+from runtime.cli import app  # noqa: E402
 from runtime.errors import InputError  # noqa: E402
 from tests.conftest import real_mnist_dir  # noqa: E402
-from train.cli import app  # noqa: E402
+from train.cli import register  # noqa: E402
+
+register(app)
 from train.fit import TrainConfig, train  # noqa: E402
 
 pytestmark = pytest.mark.tensorflow
@@ -72,7 +75,7 @@ def test_killed_process_resumes_through_the_cli(data, tmp_path):
     args = [
         sys.executable,
         "-m",
-        "train.cli",
+        "runtime.cli",
         "train",
         "--arch",
         "mlp",

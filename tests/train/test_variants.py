@@ -14,6 +14,9 @@ pytest.importorskip("sympy", reason="needs the train extra: pip install '.[train
 
 from runtime import Classifier  # noqa: E402
 from runtime.cli import app  # noqa: E402
+from train.cli import register  # noqa: E402
+
+register(app)
 from tests.conftest import real_mnist_dir  # noqa: E402
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.mnist]
@@ -37,8 +40,6 @@ def trained_onnx(tmp_path_factory):
 
 
 def _invoke(*args):
-    import train.cli  # noqa: F401  (adds the workstation commands to the app)
-
     return runner.invoke(app, [str(a) for a in args])
 
 

@@ -52,7 +52,7 @@ def page_url():
     """The draw-a-digit page, served by `mnist-edge serve-web`'s server on a free port."""
     if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
         pytest.skip("needs web/'s npm packages: npm ci --ignore-scripts --prefix web")
-    from train.webserver import make_server
+    from runtime.webpage import make_server
 
     server = make_server("127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

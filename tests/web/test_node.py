@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from runtime.mnist import read_idx
+from runtime.mnist import load_split
 from runtime.preprocess import load_image
 from runtime.session import Classifier
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_idx
 from tests.web.conftest import run_node
 
 EXAMPLES = sorted((ROOT / "examples" / "digits").glob("*.png"))
@@ -26,11 +26,12 @@ def node_rows(node: str, *args: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("model", ["mnist_cnn.onnx", "mnist_edge.onnx"])
-def test_node_agrees_with_python_on_1000_mnist_test_images(node, real_mnist, model):
+def test_node_agrees_with_python_on_1000_mnist_test_images(node, real_mnist, model, tmp_path):
     path = ROOT / "exported" / model
-    images_file = real_mnist / "t10k-images-idx3-ubyte.gz"
-    rows = node_rows(node, "--model", str(path), "--limit", str(PARITY_IMAGES), str(images_file))
-    expected = Classifier(path).predict_proba(read_idx(images_file)[:PARITY_IMAGES])
+    images = load_split("test", real_mnist).images[:PARITY_IMAGES]
+    images_file = write_idx(tmp_path / "t10k-images-idx3-ubyte", images)  # wherever MNIST was
+    rows = node_rows(node, "--model", str(path), str(images_file))
+    expected = Classifier(path).predict_proba(images)
 
     found = np.array([row["probabilities"] for row in rows])
     assert found.shape == (PARITY_IMAGES, 10)

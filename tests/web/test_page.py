@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.mnist import read_idx
+from runtime.mnist import load_split
 from runtime.preprocess import load_image, mnist_style
 from runtime.session import Classifier
 from tests.conftest import ROOT
@@ -59,8 +59,8 @@ def test_page_preprocesses_images_as_python_does(page):
 
 
 def test_page_shows_the_label_of_mnist_digits_painted_on_the_pad(page, real_mnist):
-    images = read_idx(real_mnist / "t10k-images-idx3-ubyte.gz")[:10]
-    labels = read_idx(real_mnist / "t10k-labels-idx1-ubyte.gz")[:10]
+    test = load_split("test", real_mnist)
+    images, labels = test.images[:10], test.labels[:10]
     classifier = Classifier(CNN)
     for image, label in zip(images, labels, strict=True):
         result = call(
@@ -85,8 +85,8 @@ def test_page_runs_the_uint8_edge_models_too(browser, page_url, real_mnist, mode
     browser.get(f"{page_url}?model={model}")
     call(browser, "mnistEdge.ready")
     assert f"{model}.onnx" in browser.find_element("id", "model-name").text
-    images = read_idx(real_mnist / "t10k-images-idx3-ubyte.gz")[10:15]
-    labels = read_idx(real_mnist / "t10k-labels-idx1-ubyte.gz")[10:15]
+    test = load_split("test", real_mnist)
+    images, labels = test.images[10:15], test.labels[10:15]
     edge = Classifier(ROOT / "exported" / f"{model}.onnx")
     for image, label in zip(images, labels, strict=True):
         result = call(browser, "mnistEdge.classifyPixels(args[0])", image.ravel().tolist())

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from runtime.errors import InputError
-from train.webserver import _served, check_checkout, make_server
+from runtime.webpage import _served, check_checkout, make_server
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,77 @@
+"""Results as the CLI prints them: tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+
+def prediction_line(name: str, ranked: list[tuple[str, float]], json_out: bool) -> str:
+    """One input's answer: `name<TAB>label<TAB>confidence<TAB>alternatives`, or a JSON object."""
+    (label, confidence), rest = ranked[0], ranked[1:]
+    if not json_out:
+        alternatives = "  ".join(f"{lab}:{q:.4f}" for lab, q in rest)
+        return f"{name}\t{label}\t{confidence:.4f}\t{alternatives}".rstrip()
+    row = {"input": name, "label": label, "confidence": round(confidence, 6)}
+    if rest:
+        row["top_k"] = [{"label": lab, "probability": round(q, 6)} for lab, q in ranked]
+    return json.dumps(row)
+
+
+def with_parity(result) -> dict:
+    """A result dataclass whose `parity` is a ParityReport, as a JSON-ready dict."""
+    return {**asdict(result), "parity": result.parity.to_dict()}
+
+
+def parity_lines(report) -> list[str]:
+    lines = [
+        f"agreement     {report.agreement:.4%}  (min {report.agreement_min:.4%})",
+        f"max |diff|    {report.max_abs_diff:.3g}  (max {report.max_abs_diff_allowed:g})",
+        f"accuracy      reference {report.reference_accuracy:.4%}, "
+        f"candidate {report.candidate_accuracy:.4%} on {report.count} images",
+    ]
+    return [*lines, "PASS" if report.passed else "FAIL: " + "; ".join(report.failures())]
+
+
+def info_lines(described) -> list[str]:
+    d = described
+    lines = [
+        f"path      {d.path}",
+        f"variant   {d.variant} ({d.format} format)",
+        f"size      {d.size_bytes:,} bytes  sha256 {d.sha256[:16]}...",
+    ]
+    for kind, tensors in (("input", d.inputs), ("output", d.outputs)):
+        lines += [f"{kind:<9} {t.name} {t.shape} {t.type}" for t in tensors]
+    lines.append("contract")
+    for part, (value, source) in d.contract.items():
+        lines.append(f"  {part:<10} {value}  ({source})")
+    lines += [f"  {key:<22} {value}" for key, value in d.metadata.items()]
+    return lines
+
+
+def bench_lines(report) -> list[str]:
+    s = report.settings
+    lines = [
+        f"model {s['model']}",
+        f"onnxruntime {s['onnxruntime']} on {s['processor']} ({s['cpu_count']} cores); "
+        f"spinning {'on' if s['spinning'] else 'off'}, memory arena "
+        f"{'on' if s['memory_arena'] else 'off'}, optimisation {s['optimization']}, "
+        f"split batches {s['split_batches']}",
+    ]
+    for c in report.cold_start:
+        lines.append(
+            f"cold start, threads {c.threads or 'default'}: load {c.load_ms:.1f} ms, "
+            f"first inference {c.first_inference_us:.0f} us"
+        )
+    lines.append(
+        f"{'threads':>7} {'batch':>6} {'runs':>7} {'p50 us':>10} {'p90 us':>10} "
+        f"{'p99 us':>10} {'p99.9 us':>10} {'mean us':>10} {'std us':>9} {'images/s':>12}"
+    )
+    for r in report.results:
+        chunked = f"  (in chunks of {s['fixed_batch']})" if r.chunked else ""
+        lines.append(
+            f"{r.threads or 'default':>7} {r.batch_size:>6} {r.runs:>7} {r.p50_us:>10.1f} "
+            f"{r.p90_us:>10.1f} {r.p99_us:>10.1f} {r.p999_us:>10.1f} {r.mean_us:>10.1f} "
+            f"{r.std_us:>9.1f} {r.images_per_s:>12,.0f}{chunked}"
+        )
+    return lines
