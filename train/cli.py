@@ -7,9 +7,11 @@ not installed; there, each of these says in one line what to install.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import sys
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -21,7 +23,7 @@ from runtime.errors import MissingExtraError
 from runtime.options import DataOpt, JsonOpt
 from runtime.render import parity_lines, with_parity
 
-WORKSTATION = "Workstation (needs the train extra)"
+WORKSTATION = "Workstation (needs the train or onnx extra)"
 
 
 class Arch(str, Enum):
@@ -39,15 +41,41 @@ def register(app: typer.Typer) -> None:
         app.command(name, rich_help_panel=WORKSTATION)(command)
 
 
-def _require_train_extra(command: str) -> None:
+# What each command needs beyond the runtime, and the extra that brings it.
+NEEDS = {
+    "train": ("train", ("tensorflow", "tf2onnx", "onnx")),
+    "export": ("train", ("tensorflow", "tf2onnx", "onnx")),
+    "parity": ("train", ("tensorflow",)),  # only with a .keras reference
+    "quantize": ("onnx", ("onnx", "sympy")),
+    "optimize": ("onnx", ("onnx",)),
+}
+
+
+@contextlib.contextmanager
+def tensorflow_loading():
+    """TensorFlow 2.19+ writes absl log lines to file descriptor 2 while it loads, whatever
+    TF_CPP_MIN_LOG_LEVEL says (tensorflow#100442): point fd 2 at /dev/null for the imports."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def require_extra(command: str) -> None:
+    """One line naming the extra to install, where `command` lacks a package it needs."""
     # TensorFlow's start-up chatter, tf.data's "use_unbounded_threadpool" E-lines included
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # Look the packages up without importing them: quantize and optimize never load TensorFlow.
-    for name in ("onnx", "tensorflow", "tf2onnx"):
+    extra, modules = NEEDS[command]
+    for name in modules:  # looked up, not imported: quantize and optimize never load TensorFlow
         if importlib.util.find_spec(name) is None:
             raise MissingExtraError(
-                f"`mnist-edge {command}` needs the train extra ({name} is not installed): "
-                "pip install 'mnist-edge[train]' (or pip install '.[train]' in a checkout)"
+                f"`mnist-edge {command}` needs the {extra} extra ({name} is not installed): "
+                f"pip install 'mnist-edge[{extra}]' (or pip install '.[{extra}]' in a checkout)"
             )
 
 
@@ -80,9 +108,10 @@ def train(
     json_out: JsonOpt = False,
 ):
     """Train a model on MNIST; saves mnist_<arch>.keras with its .history.json and .metrics.json."""
-    _require_train_extra("train")
-    from train.fit import TrainConfig
-    from train.fit import train as run_train
+    require_extra("train")
+    with tensorflow_loading():
+        from train.fit import TrainConfig
+        from train.fit import train as run_train
 
     config = TrainConfig(
         arch=arch.value,
@@ -124,8 +153,9 @@ def export(
     json_out: JsonOpt = False,
 ):
     """Export to ONNX; written only if it matches Keras on the 10k test images."""
-    _require_train_extra("export")
-    from train.export import OPSET, export_file
+    require_extra("export")
+    with tensorflow_loading():
+        from train.export import OPSET, export_file
 
     result = export_file(keras_model, out, opset or OPSET, data)
     if json_out:
@@ -157,11 +187,12 @@ def parity(
 
     keras_reference = reference.suffix == ".keras"
     if keras_reference:
-        _require_train_extra("parity")  # before the data: the extra is the first thing missing
+        require_extra("parity")  # before the data: the extra is the first thing missing
     test = load_split("test", data)
     if keras_reference:
-        from train.models import load_keras
-        from train.parity import keras_vs_onnx
+        with tensorflow_loading():
+            from train.models import load_keras
+            from train.parity import keras_vs_onnx
 
         report = keras_vs_onnx(load_keras(reference), candidate, test)
     else:
@@ -227,7 +258,7 @@ def quantize(
     json_out: JsonOpt = False,
 ):
     """Static INT8 quantization, calibrated on training images; written only if it holds."""
-    _require_train_extra("quantize")
+    require_extra("quantize")
     from train.quantize import QuantizeConfig, quantize_file
 
     config = QuantizeConfig(
@@ -267,7 +298,7 @@ def optimize(
     json_out: JsonOpt = False,
 ):
     """Save onnxruntime's offline-optimised graph, as ONNX or as ORT format for minimal builds."""
-    _require_train_extra("optimize")
+    require_extra("optimize")
     from train.variants import optimize_file
 
     result = optimize_file(onnx_model, format_.value, out, data)

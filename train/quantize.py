@@ -6,6 +6,8 @@ Calibrated on training images (never the test set), after onnxruntime's pre-proc
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,18 +103,10 @@ def quantize_file(
         quant_pre_process(str(source), str(prepared))
         kept = single_channel_convs(onnx.load(prepared)) if config.fp32_single_channel_convs else []
         quantized = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            _Images(fp32.contract.input_name, batches),
-            quant_format=FORMATS[config.quant_format],
-            per_channel=config.per_channel,
-            reduce_range=config.reduce_range,
-            activation_type=QuantType.QUInt8 if config.activations == "uint8" else QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=METHODS[config.method],
-            nodes_to_exclude=kept,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
+            _quantize_static(
+                prepared, quantized, _Images(fp32.contract.input_name, batches), config, kept
+            )
         model = onnx.load(quantized)
     meta = {**fp32.metadata, **_quant_metadata(config, n, kept)}
 
@@ -140,6 +134,23 @@ INT8_ADVICE = (
     "points; a small dense model such as the mlp misses it with every calibration method: "
     "ship its fp32 file, which is already fast, or quantize a convolutional model)"
 )
+
+
+def _quantize_static(
+    source: Path, dest: Path, images: CalibrationDataReader, config: QuantizeConfig, kept: list
+) -> None:
+    quantize_static(
+        str(source),
+        str(dest),
+        images,
+        quant_format=FORMATS[config.quant_format],
+        per_channel=config.per_channel,
+        reduce_range=config.reduce_range,
+        activation_type=QuantType.QUInt8 if config.activations == "uint8" else QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=METHODS[config.method],
+        nodes_to_exclude=kept,
+    )
 
 
 def fp32_parity(fp32: Classifier, candidate: Path, data: Path | None) -> ParityReport:

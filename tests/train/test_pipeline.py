@@ -1,6 +1,7 @@
 """Train -> export -> parity on a subset, for real (TensorFlow, tf2onnx, onnxruntime)."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def trained(tmp_path_factory):
 
     data = real_mnist_dir()
     if data is None:
-        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR")
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
     out = tmp_path_factory.mktemp("run")
     result = train(TrainConfig(arch="mlp", epochs=1, limit=2000, data=data, out=out, verbose=0))
     return result, data, out
@@ -124,6 +125,15 @@ def test_training_commands_without_the_extra_say_how_to_install(monkeypatch, tmp
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_keras_parity_without_the_extra_names_the_extra_before_the_data(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if not installed
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path / "nowhere"))  # and no data either
+    args = ["parity", str(tmp_path / "m.keras"), str(tmp_path / "m.onnx")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "needs the train extra" in result.stderr and "MNIST" not in result.stderr
+
+
 def test_edge_model_learns_from_the_teacher_and_is_saved_alone(trained, tmp_path):
     _, data, _ = trained
     teacher = Path(__file__).resolve().parent.parent.parent / "exported" / "mnist_cnn.keras"
@@ -148,3 +158,23 @@ def test_edge_model_learns_from_the_teacher_and_is_saved_alone(trained, tmp_path
     assert "Transpose" not in ops and "Shape" not in ops and ops.count("Conv") == 3
     clf = Classifier(exported.path)
     assert clf.contract.layout == "NHW" and clf.contract.pixel_scale == 1.0
+
+
+def test_one_epoch_run_prints_its_header_and_no_tensorflow_log_lines(trained, tmp_path):
+    _, data, _ = trained
+    args = ["train", "--arch", "mlp", "--epochs", "1", "--limit", "500"]
+    command = [
+        sys.executable,
+        "-m",
+        "runtime.cli",
+        *args,
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no absl/oneDNN lines from TensorFlow's import
+    assert result.stdout.startswith("Epoch 1/1\n")
+    assert "after 1 epoch on 500 images" in result.stdout

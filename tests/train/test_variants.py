@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-onnx = pytest.importorskip("onnx", reason="needs the train extra: pip install '.[train]'")
-pytest.importorskip("sympy", reason="needs the train extra: pip install '.[train]'")
+onnx = pytest.importorskip("onnx", reason="needs the onnx extra: pip install '.[onnx]'")
+pytest.importorskip("sympy", reason="needs the onnx extra: pip install '.[onnx]'")
 
 from runtime import Classifier  # noqa: E402
 from runtime.cli import app  # noqa: E402
@@ -19,24 +19,18 @@ from train.cli import register  # noqa: E402
 register(app)
 from tests.conftest import real_mnist_dir  # noqa: E402
 
-pytestmark = [pytest.mark.tensorflow, pytest.mark.mnist]
+pytestmark = pytest.mark.mnist  # no TensorFlow: these commands need the onnx extra only
 ROOT = Path(__file__).resolve().parent.parent.parent
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def trained_onnx(tmp_path_factory):
-    """A small MLP trained for one epoch and exported: a real model, quick to make."""
-    pytest.importorskip("tensorflow")
-    from train.export import export_file
-    from train.fit import TrainConfig, train
-
+@pytest.fixture
+def mlp():
+    """The shipped seed model and real MNIST: a real model, with no training."""
     data = real_mnist_dir()
     if data is None:
-        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR")
-    out = tmp_path_factory.mktemp("variants")
-    result = train(TrainConfig(arch="mlp", epochs=1, limit=3000, data=data, out=out, verbose=0))
-    return export_file(result.model_path, out / "mlp.onnx", data=data).path, data
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
+    return ROOT / "exported" / "mnist_mlp.onnx", data
 
 
 def _invoke(*args):
@@ -46,7 +40,7 @@ def _invoke(*args):
 def test_quantized_variant_loads_carries_metadata_and_matches_fp32(tmp_path):
     data = real_mnist_dir()
     if data is None:
-        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR")
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
     source = ROOT / "exported" / "mnist_cnn.onnx"
     out = tmp_path / "cnn.int8.onnx"
     result = _invoke(
@@ -67,8 +61,8 @@ def test_quantized_variant_loads_carries_metadata_and_matches_fp32(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "ort"])
-def test_optimised_variants_load_the_same_way_and_agree_exactly(trained_onnx, tmp_path, fmt):
-    source, data = trained_onnx
+def test_optimised_variants_load_the_same_way_and_agree_exactly(mlp, tmp_path, fmt):
+    source, data = mlp
     out = tmp_path / f"mlp.{fmt}"
     result = _invoke("optimize", source, "--format", fmt, "--out", out, "--data", data, "--json")
     assert result.exit_code == 0, result.output
@@ -80,8 +74,8 @@ def test_optimised_variants_load_the_same_way_and_agree_exactly(trained_onnx, tm
     assert info["format"] == fmt and "optimised offline" in info["variant"]
 
 
-def test_parity_between_two_onnx_models_fails_on_a_corrupted_weight(trained_onnx, tmp_path):
-    source, data = trained_onnx
+def test_parity_between_two_onnx_models_fails_on_a_corrupted_weight(mlp, tmp_path):
+    source, data = mlp
     ok = _invoke("parity", source, source, "--data", data, "--json")
     assert ok.exit_code == 0 and json.loads(ok.stdout)["agreement"] == 1.0
 
@@ -108,7 +102,7 @@ def test_parity_between_two_onnx_models_fails_on_a_corrupted_weight(trained_onnx
 def test_quantize_keeps_one_channel_convs_in_fp32_when_told(tmp_path, flags, fp32_convs, qdq):
     data = real_mnist_dir()
     if data is None:
-        pytest.skip("needs the real MNIST IDX files: set MNIST_DIR")
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
     out = tmp_path / "edge.int8.onnx"
     source = ROOT / "exported" / "mnist_edge.onnx"
     result = _invoke(
@@ -126,3 +120,30 @@ def test_quantize_keeps_one_channel_convs_in_fp32_when_told(tmp_path, flags, fp3
     assert (kept is not None) == bool(fp32_convs)
     if kept:
         assert kept.group(1) == float_convs[0].name
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_quantize_calibrates_with_each_method_at_the_default_size(tmp_path, method):
+    # 1,000 calibration images in batches of 64 once left a short last batch that these
+    # calibrators could not stack
+    data = real_mnist_dir()
+    if data is None:
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
+    out = tmp_path / "edge.int8.onnx"
+    source = ROOT / "exported" / "mnist_edge.onnx"
+    result = _invoke(
+        "quantize", source, "--out", out, "--data", data, "--method", method,
+        "--fp32-single-channel-convs", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"{method} calibration on 1000" in Classifier(out).metadata["quantization"]
+    assert "Collecting tensor data" not in result.stdout  # the calibrators' prints are kept out
+
+
+def test_quantizing_the_seed_mlp_misses_the_gate_and_says_what_to_do(mlp, tmp_path):
+    source, data = mlp
+    out = tmp_path / "mlp.int8.onnx"
+    result = _invoke("quantize", source, "--out", out, "--data", data)
+    assert result.exit_code == 1
+    assert "top-1 agreement" in result.stderr and "ship its fp32 file" in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
