@@ -16,9 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 from keras import layers
 
+from runtime.contract import NUM_CLASSES
 from runtime.files import atomic_path, write_json
 from runtime.mnist import load_split
-from runtime.preprocess import as_batch
+from runtime.preprocess import NHWC_SHAPE, as_nhwc
 
 OUT = Path(__file__).resolve().parent / "anchor"
 
@@ -26,14 +27,14 @@ OUT = Path(__file__).resolve().parent / "anchor"
 def build() -> keras.Model:
     return keras.Sequential(
         [
-            keras.Input(shape=(28, 28, 1)),
+            keras.Input(shape=NHWC_SHAPE),
             layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
             layers.MaxPooling2D(pool_size=(2, 2)),
             layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
             layers.MaxPooling2D(pool_size=(2, 2)),
             layers.Flatten(),
             layers.Dropout(0.5),
-            layers.Dense(10, activation="softmax"),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
         ],
         name="keras_simple_convnet",
     )
@@ -45,12 +46,12 @@ def main() -> None:
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     train, test = load_split("train", args.data), load_split("test", args.data)
-    x, y = as_batch(train.images)[..., None], keras.utils.to_categorical(train.labels, 10)
+    x, y = as_nhwc(train.images), keras.utils.to_categorical(train.labels, NUM_CLASSES)
     model = build()
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     model.fit(x, y, batch_size=128, epochs=15, validation_split=0.1, verbose=2)
     _, accuracy = model.evaluate(
-        as_batch(test.images)[..., None], keras.utils.to_categorical(test.labels, 10), verbose=0
+        as_nhwc(test.images), keras.utils.to_categorical(test.labels, NUM_CLASSES), verbose=0
     )
     OUT.mkdir(exist_ok=True)
     with atomic_path(OUT / "mnist_convnet.keras") as tmp:

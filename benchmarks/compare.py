@@ -36,6 +36,7 @@ def convert_tflite(keras_path: Path, out: Path, data: Path | None, calibration: 
     code = f"""
 import os, numpy as np, tensorflow as tf, keras
 from runtime.mnist import load_split
+from runtime.preprocess import as_nhwc
 model = keras.models.load_model({str(keras_path)!r})
 model.export({str(out / "saved_model")!r}, verbose=False)
 def converter():
@@ -45,7 +46,7 @@ open({str(out / "model_fp32.tflite")!r}, "wb").write(c.convert())
 train = load_split("train", {str(data) if data else None!r})
 def representative():  # calibration on training images, never the test set
     for image in train.images[:{calibration}]:
-        yield [image[None, :, :, None].astype(np.float32) / 255]
+        yield [as_nhwc(image)]
 c = converter()
 c.optimizations = [tf.lite.Optimize.DEFAULT]
 c.representative_dataset = representative
@@ -125,8 +126,9 @@ def process_costs(args) -> dict:
         "import sys, numpy as np\n"
         "from ai_edge_litert.interpreter import Interpreter\n"
         "from runtime.preprocess import load_image\n"
+        "from runtime.preprocess import as_nhwc\n"
         "it = Interpreter(model_path=sys.argv[1]); it.allocate_tensors()\n"
-        "x = load_image(sys.argv[2])[None, :, :, None].astype(np.float32) / 255\n"
+        "x = as_nhwc(load_image(sys.argv[2]))\n"
         "it.set_tensor(it.get_input_details()[0]['index'], x); it.invoke()\n"
         "print(int(it.get_tensor(it.get_output_details()[0]['index']).argmax()))\n"
     )

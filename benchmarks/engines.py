@@ -20,6 +20,7 @@ import numpy as np
 
 from runtime.bench import summarize, time_calls
 from runtime.mnist import load_split
+from runtime.preprocess import NHWC_SHAPE, as_nhwc
 
 ANCHOR = "anchor (Keras simple convnet): "
 
@@ -47,7 +48,7 @@ def runtime_engines(onnx_path: Path, threads: int, int8_path: Path | None) -> li
     raw = session.get_inputs()[0].type == "tensor(uint8)"  # uint8 (N, 28, 28) raw pixels
 
     def tensor(x: np.ndarray) -> np.ndarray:
-        return x if raw else x[..., None].astype(np.float32) / 255
+        return x if raw else as_nhwc(x)
 
     def bare_call(x: np.ndarray) -> Callable[[], object]:
         feed = {name: tensor(x)}  # prepared once, outside the timing
@@ -74,11 +75,9 @@ def tensorflow_engines(keras_path: Path, threads: int) -> list[Engine]:
     import keras
 
     model = keras.models.load_model(keras_path)
-    spec = tf.TensorSpec((None, 28, 28, 1), tf.float32)
+    spec = tf.TensorSpec((None, *NHWC_SHAPE), tf.float32)
     graph = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-
-    def floats(x: np.ndarray) -> np.ndarray:
-        return x[..., None].astype(np.float32) / 255
+    floats = as_nhwc
 
     def proba(x: np.ndarray) -> np.ndarray:
         return model.predict(floats(x), batch_size=1000, verbose=0)
@@ -115,14 +114,14 @@ def _litert_input(interpreter, x: np.ndarray) -> np.ndarray:
     detail = interpreter.get_input_details()[0]
     if detail["dtype"] == np.uint8:  # full-integer model: scale 1/255, zero point 0
         return x[..., None]
-    return x[..., None].astype(np.float32) / 255
+    return as_nhwc(x)
 
 
 def _litert_call(interpreter):
     def make(x: np.ndarray) -> Callable[[], object]:
         inp = interpreter.get_input_details()[0]["index"]
         out = interpreter.get_output_details()[0]["index"]
-        interpreter.resize_tensor_input(inp, [len(x), 28, 28, 1])
+        interpreter.resize_tensor_input(inp, [len(x), *NHWC_SHAPE])
         interpreter.allocate_tensors()
         feed = _litert_input(interpreter, x)
 

@@ -17,9 +17,9 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
+from runtime.contract import DEFAULT_BATCH_SIZE
 from runtime.errors import InputWarning, MnistEdgeError, OutputError
 from runtime.options import (
-    DEFAULT_BATCH,
     BatchOpt,
     DataOpt,
     JsonOpt,
@@ -104,7 +104,7 @@ def predict(
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, max=10, help="How many best labels to show.")
     ] = 1,
-    batch_size: BatchOpt = DEFAULT_BATCH,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     json_out: JsonOpt = False,
     settings=None,
     overrides=None,
@@ -132,7 +132,7 @@ def evaluate(
     data: DataOpt = None,
     split: Annotated[str, typer.Option(help="Which MNIST split: test or train.")] = "test",
     limit: Annotated[int | None, typer.Option(min=1, help="Score the first N images only.")] = None,
-    batch_size: BatchOpt = DEFAULT_BATCH,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     json_out: JsonOpt = False,
     settings=None,
     overrides=None,

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from runtime.contract import DEFAULT_BATCH_SIZE, LAYOUTS, OUTPUTS, Overrides
+from runtime.contract import LAYOUTS, OUTPUTS, Overrides
 from runtime.errors import InputError
 from runtime.settings import MAX_THREADS, OPTIMIZATIONS, device_settings
 
@@ -45,7 +45,6 @@ DataOpt = Annotated[
         "Keras' cache, then a verified download.",
     ),
 ]
-DEFAULT_BATCH = DEFAULT_BATCH_SIZE
 
 _DEVICE = "Device options"
 _THREADS_HELP = "onnxruntime intra-op threads. Default: all cores."

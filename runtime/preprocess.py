@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from runtime.contract import IMAGE_SIZE as SIZE
+from runtime.contract import IMAGE_SIZE
 from runtime.errors import InputError, InputWarning
 
 BOX = 20  # MNIST fitted each digit into a 20x20 box inside the field
@@ -27,6 +27,14 @@ def as_batch(x: object, name: str = "input") -> np.ndarray:
     if images.dtype == np.uint8:
         return images.astype(np.float32) * np.float32(1 / 255)
     return images
+
+
+NHWC_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # one image as the Keras models take it
+
+
+def as_nhwc(x: object, name: str = "input") -> np.ndarray:
+    """Any accepted array -> float32 (N, 28, 28, 1) in [0, 1]: what the Keras models take."""
+    return as_batch(x, name)[..., None]
 
 
 def as_images(x: object, name: str = "input") -> np.ndarray:
@@ -67,14 +75,14 @@ def as_images(x: object, name: str = "input") -> np.ndarray:
 
 def _to_nhw(batch: np.ndarray, name: str) -> np.ndarray:
     shape = batch.shape
-    if shape == (SIZE, SIZE):
+    if shape == (IMAGE_SIZE, IMAGE_SIZE):
         return batch[None]
-    if batch.ndim == 3 and shape[1:] == (SIZE, SIZE):
+    if batch.ndim == 3 and shape[1:] == (IMAGE_SIZE, IMAGE_SIZE):
         return batch
-    if batch.ndim == 4 and shape[1:] == (SIZE, SIZE, 1):
+    if batch.ndim == 4 and shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 1):
         return batch[..., 0]
-    if batch.ndim == 2 and shape[1] == SIZE * SIZE:
-        return batch.reshape(-1, SIZE, SIZE)
+    if batch.ndim == 2 and shape[1] == IMAGE_SIZE * IMAGE_SIZE:
+        return batch.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     raise InputError(
         f"{name}: expected images shaped (28, 28), (N, 28, 28), (N, 28, 28, 1) or (N, 784), "
         f"found {shape}"
@@ -171,8 +179,8 @@ def _centre_by_mass(boxed: np.ndarray) -> np.ndarray:
     cy, cx = (ys * boxed).sum() / mass, (xs * boxed).sum() / mass
     top = int(np.rint(CENTRE - cy))
     left = int(np.rint(CENTRE - cx))
-    top = min(max(top, 0), SIZE - h)  # keep the whole digit in the field
-    left = min(max(left, 0), SIZE - w)
-    field = np.zeros((SIZE, SIZE), dtype=np.float64)
+    top = min(max(top, 0), IMAGE_SIZE - h)  # keep the whole digit in the field
+    left = min(max(left, 0), IMAGE_SIZE - w)
+    field = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float64)
     field[top : top + h, left : left + w] = boxed
     return np.round(field * 255).astype(np.uint8)

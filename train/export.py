@@ -15,9 +15,10 @@ from runtime.contract import metadata_for
 from runtime.errors import ModelError
 from runtime.mnist import load_split
 from runtime.parity import ParityReport
+from runtime.preprocess import NHWC_SHAPE
 from train.fit import versions
-from train.gate import save_with_metadata, write_checked
-from train.models import INPUT_SHAPE, load_keras
+from train.gate import write_model
+from train.models import load_keras
 from train.parity import keras_vs_onnx
 from train.simplify import simplify_dense_head
 
@@ -50,12 +51,12 @@ def export_onnx(
     # tf2onnx.convert.from_keras fails on Keras 3 models; tracing a tf.function works.
     if uint8_input:
         folded = _fold_pixel_scale(model)
-        spec = (tf.TensorSpec((None, *INPUT_SHAPE[:2]), tf.uint8, name=INPUT_NAME),)
+        spec = (tf.TensorSpec((None, *NHWC_SHAPE[:2]), tf.uint8, name=INPUT_NAME),)
         fn = tf.function(
-            lambda image: folded(tf.reshape(tf.cast(image, tf.float32), (-1, *INPUT_SHAPE)))
+            lambda image: folded(tf.reshape(tf.cast(image, tf.float32), (-1, *NHWC_SHAPE)))
         )
     else:
-        spec = (tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name=INPUT_NAME),)
+        spec = (tf.TensorSpec((None, *NHWC_SHAPE), tf.float32, name=INPUT_NAME),)
         fn = tf.function(lambda image: model(image, training=False))
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset)
     _rename_output(proto, OUTPUT_NAME)
@@ -120,21 +121,8 @@ def export_file(
     )
     proto = export_onnx(model, opset, meta, uint8_input)
 
-    def stamp(tmp: Path, report: ParityReport) -> None:
-        meta.update(
-            test_accuracy=f"{report.candidate_accuracy:.6f}",
-            keras_test_accuracy=f"{report.reference_accuracy:.6f}",
-            parity=f"agreement {report.agreement:.6f}, max_abs_diff {report.max_abs_diff:.3g} "
-            f"on {report.count} test images",
-        )
-        save_with_metadata(proto, tmp, meta)
-
-    report = write_checked(
-        out,
-        write=lambda tmp: onnx.save(proto, tmp),
-        check=lambda tmp: keras_vs_onnx(model, tmp, test),
-        stamp=stamp,
-    )
+    check = lambda tmp: keras_vs_onnx(model, tmp, test)  # noqa: E731
+    report = write_model(out, proto, meta, check, against="keras")
     return ExportResult(str(out), opset, out.stat().st_size, report, meta)
 
 

@@ -18,7 +18,8 @@ from runtime.contract import IMAGE_SIZE, NUM_CLASSES
 from runtime.errors import InputError, OutputError
 from runtime.files import atomic_path, write_json
 from runtime.mnist import Split, load_split
-from train.models import BUILDERS, keras_input, load_keras
+from runtime.preprocess import as_nhwc
+from train.models import BUILDERS, load_keras
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def versions() -> dict[str, str]:
 
 
 def _arrays(split: Split) -> tuple[np.ndarray, np.ndarray]:
-    x = keras_input(split.images)  # (N, 28, 28, 1) float32 in [0, 1]
+    x = as_nhwc(split.images)  # (N, 28, 28, 1) float32 in [0, 1]
     y = keras.utils.to_categorical(split.labels, NUM_CLASSES)  # one-hot, for cross-entropy
     return x, y
 

@@ -35,6 +35,32 @@ def write_checked(
     return report
 
 
+def write_model(
+    out: Path,
+    proto: onnx.ModelProto,
+    metadata: dict[str, str],
+    check: Callable[[Path], ParityReport],
+    against: str,
+    advice: str = "",
+) -> ParityReport:
+    """`write_checked` for an ONNX model: saved with `metadata`, checked, and on a pass saved
+    again with the figures (test accuracy, parity against `against`) in its metadata."""
+
+    def stamp(tmp: Path, report: ParityReport) -> None:
+        metadata.update(
+            test_accuracy=f"{report.candidate_accuracy:.6f}",
+            parity=f"vs {against}: agreement {report.agreement:.6f}, max_abs_diff "
+            f"{report.max_abs_diff:.3g} on {report.count} test images",
+        )
+        metadata[f"{against}_test_accuracy"] = f"{report.reference_accuracy:.6f}"
+        save_with_metadata(proto, tmp, metadata)
+
+    def write(tmp: Path) -> None:
+        save_with_metadata(proto, tmp, metadata)
+
+    return write_checked(out, write, check, stamp, advice)
+
+
 def save_with_metadata(proto: onnx.ModelProto, path: Path, metadata: dict[str, str]) -> None:
     """Save `proto` to `path` with `metadata` as its metadata_props."""
     onnx.helper.set_model_props(proto, metadata)

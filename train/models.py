@@ -5,19 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-import numpy as np
 from keras import layers
 
-from runtime.contract import IMAGE_SIZE, NUM_CLASSES
+from runtime.contract import NUM_CLASSES
 from runtime.errors import ModelError
-from runtime.preprocess import as_batch
-
-INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
-
-
-def keras_input(images: object) -> np.ndarray:
-    """What our Keras models take: float32 (N, 28, 28, 1) in [0, 1], from any accepted images."""
-    return as_batch(images)[..., None]
+from runtime.preprocess import NHWC_SHAPE
 
 
 def load_keras(path: Path) -> keras.Model:
@@ -37,7 +29,7 @@ def build_mlp() -> keras.Model:
     """The seed tutorial's model, exactly: Flatten -> Dense(128, relu) -> Dense(10, softmax)."""
     return keras.Sequential(
         [
-            keras.Input(INPUT_SHAPE, name="image"),
+            keras.Input(NHWC_SHAPE, name="image"),
             layers.Flatten(),
             layers.Dense(128, activation="relu"),
             layers.Dense(NUM_CLASSES, activation="softmax"),
@@ -48,7 +40,7 @@ def build_mlp() -> keras.Model:
 
 def build_cnn() -> keras.Model:
     """A small real CNN: three conv-BN-ReLU stages, dropout, a dense softmax head."""
-    inputs = keras.Input(INPUT_SHAPE, name="image")
+    inputs = keras.Input(NHWC_SHAPE, name="image")
     x = _conv_bn_relu(inputs, 32)  # (N, 28, 28, 32)
     x = layers.MaxPooling2D()(x)  # (N, 14, 14, 32)
     x = _conv_bn_relu(x, 64)  # (N, 14, 14, 64)
@@ -63,7 +55,7 @@ def build_cnn() -> keras.Model:
 def build_edge() -> keras.Model:
     """The default shipped model, co-designed for latency: three stride-2 conv-BN-ReLU stages
     (no pooling ops), a dense softmax head; 2.2 MFLOP per image."""
-    inputs = keras.Input(INPUT_SHAPE, name="image")
+    inputs = keras.Input(NHWC_SHAPE, name="image")
     x = _conv_bn_relu(inputs, 24, kernel=5, strides=2)  # (N, 14, 14, 24)
     x = _conv_bn_relu(x, 48, strides=2)  # (N, 7, 7, 48)
     x = _conv_bn_relu(x, 64, strides=2)  # (N, 4, 4, 64)

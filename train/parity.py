@@ -9,13 +9,13 @@ import numpy as np
 
 from runtime.mnist import Split
 from runtime.parity import ParityReport, compare
+from runtime.preprocess import as_nhwc
 from runtime.session import Classifier
-from train.models import keras_input
 
 
 def keras_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """(N, 10) probabilities from Keras for uint8 (N, 28, 28) images."""
-    return model.predict(keras_input(images), batch_size=1024, verbose=0)
+    return model.predict(as_nhwc(images), batch_size=1024, verbose=0)
 
 
 def keras_vs_onnx(model: keras.Model, onnx_path: Path, split: Split) -> ParityReport:

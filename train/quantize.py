@@ -28,7 +28,7 @@ from runtime.mnist import load_split
 from runtime.parity import ParityReport, models_parity
 from runtime.preprocess import as_batch
 from runtime.session import Classifier
-from train.gate import save_with_metadata, write_checked
+from train.gate import write_model
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -110,21 +110,8 @@ def quantize_file(
         model = onnx.load(quantized)
     meta = {**fp32.metadata, **_quant_metadata(config, n, kept)}
 
-    def stamp(tmp_out: Path, report: ParityReport) -> None:
-        meta.update(
-            test_accuracy=f"{report.candidate_accuracy:.6f}",
-            parity=f"vs fp32: agreement {report.agreement:.6f}, max_abs_diff "
-            f"{report.max_abs_diff:.3g} on {report.count} test images",
-        )
-        save_with_metadata(model, tmp_out, meta)
-
-    report = write_checked(
-        out,
-        write=lambda tmp_out: save_with_metadata(model, tmp_out, meta),
-        check=lambda tmp_out: fp32_parity(fp32, tmp_out, data),
-        stamp=stamp,
-        advice=INT8_ADVICE,
-    )
+    check = lambda tmp_out: fp32_parity(fp32, tmp_out, data)  # noqa: E731
+    report = write_model(out, model, meta, check, against="fp32", advice=INT8_ADVICE)
     return QuantizeResult(str(out), out.stat().st_size, source.stat().st_size, report, meta)
 
 

@@ -37,6 +37,16 @@ def _invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def _quantize_edge(tmp_path, *flags):
+    """Quantize the shipped fp32 edge model with `flags`: (the output path, the CLI result)."""
+    data = real_mnist_dir()
+    if data is None:
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
+    out = tmp_path / "edge.int8.onnx"
+    source = ROOT / "exported" / "mnist_edge.onnx"
+    return out, _invoke("quantize", source, "--out", out, "--data", data, *flags)
+
+
 def test_quantized_variant_loads_carries_metadata_and_matches_fp32(tmp_path):
     data = real_mnist_dir()
     if data is None:
@@ -100,14 +110,7 @@ def test_parity_between_two_onnx_models_fails_on_a_corrupted_weight(mlp, tmp_pat
     ],
 )
 def test_quantize_keeps_one_channel_convs_in_fp32_when_told(tmp_path, flags, fp32_convs, qdq):
-    data = real_mnist_dir()
-    if data is None:
-        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
-    out = tmp_path / "edge.int8.onnx"
-    source = ROOT / "exported" / "mnist_edge.onnx"
-    result = _invoke(
-        "quantize", source, "--out", out, "--data", data, "--calibration-size", "200", *flags
-    )
+    out, result = _quantize_edge(tmp_path, "--calibration-size", "200", *flags)
     assert result.exit_code == 0, result.output
     graph = onnx.load(out).graph
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
@@ -126,15 +129,7 @@ def test_quantize_keeps_one_channel_convs_in_fp32_when_told(tmp_path, flags, fp3
 def test_quantize_calibrates_with_each_method_at_the_default_size(tmp_path, method):
     # 1,000 calibration images in batches of 64 once left a short last batch that these
     # calibrators could not stack
-    data = real_mnist_dir()
-    if data is None:
-        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
-    out = tmp_path / "edge.int8.onnx"
-    source = ROOT / "exported" / "mnist_edge.onnx"
-    result = _invoke(
-        "quantize", source, "--out", out, "--data", data, "--method", method,
-        "--fp32-single-channel-convs", "--json",
-    )  # fmt: skip
+    out, result = _quantize_edge(tmp_path, "--method", method, "--fp32-single-channel-convs")
     assert result.exit_code == 0, result.output
     assert f"{method} calibration on 1000" in Classifier(out).metadata["quantization"]
     assert "Collecting tensor data" not in result.stdout  # the calibrators' prints are kept out
