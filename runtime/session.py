@@ -226,6 +226,7 @@ _LEVELS = {
 
 def _options(settings: SessionSettings) -> ort.SessionOptions:
     opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: models made elsewhere make onnxruntime chatty
     if settings.threads is not None:
         opts.intra_op_num_threads = settings.threads
     opts.inter_op_num_threads = 1

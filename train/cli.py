@@ -19,8 +19,8 @@ from typing import Annotated
 
 import typer
 
-from runtime.errors import MissingExtraError
-from runtime.options import DataOpt, JsonOpt
+from runtime.errors import InputError, MissingExtraError
+from runtime.options import DataOpt, JsonOpt, contract_options
 from runtime.render import parity_lines, with_parity
 
 WORKSTATION = "Workstation (needs the train or onnx extra)"
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
     """Add the workstation commands to `app` (once)."""
     if any(c.name == "train" for c in app.registered_commands):
         return
-    for command in (train, export, parity, quantize, optimize):
+    for command in (train, export, parity, quantize, optimize, adopt):
         name = command.__name__
         app.command(name, rich_help_panel=WORKSTATION)(command)
 
@@ -48,6 +48,7 @@ NEEDS = {
     "parity": ("train", ("tensorflow",)),  # only with a .keras reference
     "quantize": ("onnx", ("onnx", "sympy")),
     "optimize": ("onnx", ("onnx",)),
+    "adopt": ("onnx", ("onnx",)),
 }
 
 
@@ -170,6 +171,7 @@ def export(
     )
 
 
+@contract_options
 def parity(
     reference: Annotated[
         Path, typer.Argument(help="The source: a .keras model, or an ONNX/ORT model.")
@@ -177,11 +179,14 @@ def parity(
     candidate: Annotated[Path, typer.Argument(help="The exported or derived ONNX/ORT model.")],
     data: DataOpt = None,
     json_out: JsonOpt = False,
+    overrides=None,
 ):
     """Compare a model with its source on the 10k test images; exit 1 when out of tolerance.
 
     Keras vs ONNX and fp32 vs optimised: every top-1 label equal, probabilities within 1e-5.
-    Against an INT8 variant: agreement >= 99.8% and accuracy within 0.1 points.
+    Against an INT8 variant: agreement >= 99.8% and accuracy within 0.1 points. The model
+    contract options describe the ONNX reference (a model made elsewhere, against its adopted
+    copy), or the candidate when the reference is a .keras model.
     """
     from runtime.mnist import load_split
 
@@ -194,9 +199,9 @@ def parity(
             from train.models import load_keras
             from train.parity import keras_vs_onnx
 
-        report = keras_vs_onnx(load_keras(reference), candidate, test)
+        report = keras_vs_onnx(load_keras(reference), candidate, test, overrides)
     else:
-        report = _runtime_parity(reference, candidate, test)
+        report = _runtime_parity(reference, candidate, test, overrides)
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
     else:
@@ -206,11 +211,11 @@ def parity(
         raise typer.Exit(1)
 
 
-def _runtime_parity(reference: Path, candidate: Path, test):
+def _runtime_parity(reference: Path, candidate: Path, test, overrides):
     from runtime.parity import models_parity
     from runtime.session import Classifier
 
-    with Classifier(reference) as ref, Classifier(candidate) as cand:
+    with Classifier(reference, overrides=overrides) as ref, Classifier(candidate) as cand:
         return models_parity(ref, cand, test.images, test.labels)
 
 
@@ -310,4 +315,58 @@ def optimize(
         f"{result.load_ms_source:.1f} ms -> {result.load_ms_variant:.1f} ms; parity "
         f"agreement {result.parity.agreement:.2%}, max |diff| "
         f"{result.parity.max_abs_diff:.2g}"
+    )
+
+
+@contract_options
+def adopt(
+    model: Annotated[Path, typer.Argument(help="An ONNX model made elsewhere.", dir_okay=False)],
+    out: Annotated[
+        Path | None, typer.Option(help="The copy to write (required unless --probe).")
+    ] = None,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="Accuracy on 1,000 test images under the usual pixel conventions, best first; "
+            "writes nothing.",
+        ),
+    ] = False,
+    data: DataOpt = None,
+    json_out: JsonOpt = False,
+    overrides=None,
+):
+    """Write a copy of a model made elsewhere that needs no contract options: its contract in
+    its metadata, its batch made dynamic where the graph allows. Checked against the original
+    on the 10k test images (every top-1 label equal, probabilities within 1e-5) first."""
+    require_extra("adopt")
+    from train import adopt as adopting
+
+    if probe:
+        results = adopting.probe(model, overrides, data)
+        if json_out:
+            typer.echo(json.dumps([asdict(r) for r in results]))
+            return
+        typer.echo(f"{'accuracy':>9}  {'convention':<44} options")
+        for r in results:
+            typer.echo(f"{r.accuracy:>9.2%}  {r.convention:<44} {r.options}")
+        return
+    if out is None:
+        raise InputError("--out: expected the file to write the copy to, found none")
+    if out.exists() and out.resolve() == model.resolve():
+        raise InputError(f"--out {out}: expected a new file, found the model itself")
+    result = adopting.adopt_file(model, out, overrides, data)
+    if json_out:
+        typer.echo(json.dumps(adopting.to_dict(result)))
+        return
+    m, p = result.metadata, result.parity
+    typer.echo(f"wrote {result.path}")
+    typer.echo(
+        f"contract  layout {m['input_layout']}, input = pixel * {float(m['pixel_scale']):.6g} "
+        f"{float(m['pixel_offset']):+.6g}, output {m['output_name']!r} ({m['output']})"
+    )
+    typer.echo(f"batch     {result.batch_note}")
+    typer.echo(
+        f"checked   on {p.count} test images against the original: agreement "
+        f"{p.agreement:.4%}, max |diff| {p.max_abs_diff:.3g}; accuracy {p.candidate_accuracy:.4%}"
     )

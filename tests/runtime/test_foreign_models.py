@@ -1,0 +1,206 @@
+"""Models made elsewhere: with the right options the CLI scores them exactly as plain
+onnxruntime does with the right preprocessing; `adopt` writes copies that need no options."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("onnx", reason="the foreign models are built with onnx: pip install '.[onnx]'")
+
+from runtime import Classifier
+from runtime.mnist import load_split
+from tests.conftest import cli_app, real_mnist_dir
+from tests.foreign import BUILDERS, OPTIONS
+
+pytestmark = pytest.mark.mnist
+IMAGES = 1000
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    data = real_mnist_dir()
+    if data is None:
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
+    split = load_split("test", data)
+    return data, split.images[:IMAGES], split.labels[:IMAGES]
+
+
+@pytest.fixture(params=list(BUILDERS))
+def foreign(request, tmp_path):
+    path, preprocess = BUILDERS[request.param](tmp_path / f"{request.param}.onnx")
+    return request.param, path, preprocess
+
+
+def plain_onnxruntime(path, preprocess, images) -> np.ndarray:
+    """The model's (N, 10) scores the way its author would run it: by hand, at its own batch."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    (scores,) = [o.name for o in session.get_outputs() if o.shape[-1] == 10]
+    batch = session.get_inputs()[0].shape[0]
+    x = preprocess(images)
+    step = batch if isinstance(batch, int) else len(x)
+    return np.concatenate(
+        [session.run([scores], {name: x[i : i + step]})[0] for i in range(0, len(x), step)]
+    )
+
+
+def cli(*args):
+    return runner.invoke(cli_app(), [str(a) for a in args])
+
+
+def evaluate_json(model, data, *options):
+    result = cli(
+        "evaluate", "--model", model, "--data", data, "--limit", IMAGES, "--json", *options
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), result.stderr
+
+
+def test_cli_scores_each_foreign_model_as_plain_onnxruntime_does(foreign, test_set):
+    name, path, preprocess = foreign
+    data, images, labels = test_set
+    expected = (plain_onnxruntime(path, preprocess, images).argmax(axis=1) == labels).mean()
+    payload, _ = evaluate_json(path, data, *OPTIONS[name])
+    assert payload["accuracy"] == expected
+    assert expected > 0.9  # a real classifier, so that equality means something
+
+
+def test_adopted_copy_needs_no_options_and_takes_any_batch(foreign, test_set, tmp_path):
+    name, path, preprocess = foreign
+    data, images, labels = test_set
+    out = tmp_path / "adopted.onnx"
+    adopted = cli("adopt", path, "--out", out, "--data", data, "--json", *OPTIONS[name])
+    assert adopted.exit_code == 0, adopted.output
+    report = json.loads(adopted.stdout)
+    assert report["dynamic_batch"] and report["parity"]["passed"]
+    assert report["parity"]["agreement"] == 1.0 and report["parity"]["max_abs_diff"] <= 1e-5
+
+    expected = (plain_onnxruntime(path, preprocess, images).argmax(axis=1) == labels).mean()
+    payload, stderr = evaluate_json(out, data)  # no options
+    assert payload["accuracy"] == expected
+    assert stderr == ""  # nothing assumed, no fixed batch to warn about
+    info = json.loads(cli("info", "--model", out, "--json").stdout)
+    assert info["contract"]["batch"] == ["any", "graph"]
+    assert {info["contract"][k][1] for k in ("layout", "pixels", "output")} == {"metadata"}
+
+
+def test_predict_json_confidences_are_probabilities_whatever_the_model_outputs(foreign, test_set):
+    name, path, _ = foreign
+    images = test_set[1][:5]
+    with Classifier(path, **_keywords(OPTIONS[name])) as clf:
+        probs = clf.predict_proba(images)
+    assert probs.min() >= 0 and probs.max() <= 1
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    npy = path.with_suffix(".npy")
+    np.save(npy, images)
+    result = cli("predict", npy, "--model", path, "--json", "--top-k", "10", *OPTIONS[name])
+    assert result.exit_code == 0, result.output
+    for row in map(json.loads, result.stdout.splitlines()):
+        ranked = [t["probability"] for t in row["top_k"]]
+        assert 0 <= row["confidence"] <= 1 and abs(sum(ranked) - 1) < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("pytorch-normalized-logits", "logits"),
+        ("pytorch-fixed-batch-logsoftmax", "log-probabilities"),
+        ("chainer-three-channels", "probabilities"),
+    ],
+)
+def test_output_kind_is_inferred_and_said_once(name, kind, tmp_path):
+    path, _ = BUILDERS[name](tmp_path / "m.onnx")
+    npy = tmp_path / "one.npy"
+    np.save(npy, np.zeros((28, 28), np.uint8))
+    result = cli("predict", npy, "--model", path)
+    assert result.exit_code == 0, result.output
+    (assumed,) = [line for line in result.stderr.splitlines() if "assumed" in line]
+    assert f"output {kind} (from its scores on probe images)" in assumed
+
+
+def test_fixed_batch_model_answers_any_count_of_images_and_says_so(test_set, tmp_path):
+    path, preprocess = BUILDERS["pytorch-fixed-batch-logsoftmax"](tmp_path / "fixed.onnx")
+    images = test_set[1][:37]
+    with Classifier(path, mean=0.1307, std=0.3081) as clf:
+        assert clf.contract.batch == 1
+        together = clf.predict_proba(images)
+    by_hand = plain_onnxruntime(path, preprocess, images)
+    np.testing.assert_allclose(together, np.exp(by_hand), atol=1e-6)
+    npy = tmp_path / "some.npy"
+    np.save(npy, images)
+    result = cli("predict", npy, "--model", path, "--mean", "0.1307", "--std", "0.3081")
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 37
+    fixed = [line for line in result.stderr.splitlines() if "fixed batch of 1" in line]
+    assert len(fixed) == 1 and "mnist-edge adopt" in fixed[0]
+
+
+def test_bench_marks_batches_a_fixed_batch_model_runs_in_chunks(tmp_path):
+    path, _ = BUILDERS["chainer-three-channels"](tmp_path / "c.onnx")
+    args = ["bench", "--model", path, "--batch-sizes", "1,8", "--runs", "3", "--warmup", "0"]
+    result = cli(*args, "--threads", "1", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [r["chunked"] for r in report["results"]] == [False, True]
+    assert report["settings"]["fixed_batch"] == 1
+
+
+def test_probe_ranks_conventions_by_measured_accuracy(test_set, tmp_path):
+    data, images, labels = test_set
+    path, preprocess = BUILDERS["pytorch-normalized-logits"](tmp_path / "n.onnx")
+    result = cli("adopt", path, "--probe", "--data", data, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["accuracy"] for r in rows] == sorted((r["accuracy"] for r in rows), reverse=True)
+    by_options = {r["options"]: r["accuracy"] for r in rows}
+    truth = (plain_onnxruntime(path, preprocess, images).argmax(axis=1) == labels).mean()
+    assert by_options["--mean 0.5 --std 0.5"] == truth  # measured, not guessed
+    assert by_options["--input-range 1,0"] < 0.3  # the wrong polarity shows as such
+    assert len(rows) == 5
+    assert not list(tmp_path.glob("*.onnx.*"))  # writes nothing
+
+
+def test_several_score_outputs_need_a_choice_and_take_one(tmp_path):
+    import onnx
+
+    path, _ = BUILDERS["pytorch-normalized-logits"](tmp_path / "two.onnx")
+    model = onnx.load(path)
+    model.graph.node.append(onnx.helper.make_node("Identity", ["output"], ["copy"]))
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info("copy", onnx.TensorProto.FLOAT, ["batch_size", 10])
+    )
+    onnx.save(model, path)
+    refused = cli("info", "--model", path)
+    assert refused.exit_code == 2
+    assert "'output', 'copy': choose one with --output-name" in refused.stderr
+    chosen = cli("info", "--model", path, "--output-name", "copy", "--json")
+    assert chosen.exit_code == 0, chosen.output
+    assert json.loads(chosen.stdout)["contract"]["output"] == ["copy: logits", "inferred"]
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--mean", "0.5", "--input-range", "-1,1"], "--input-range: give either it or --mean"),
+        (["--std", "0"], "--std: expected a finite non-zero number"),
+        (["--input-range", "1"], "--input-range: expected LOW,HIGH"),
+        (["--layout", "CHW"], "--layout: expected one of NHWC, NCHW, NHW, NF"),
+        (["--output", "scores"], "--output: expected one of probabilities"),
+        (["--output-name", "nope"], "--output-name: expected one of ['output']"),
+        (["--layout", "NHWC"], "found ['batch_size', 1, 28, 28] (layout NHWC)"),
+    ],
+)
+def test_bad_contract_options_get_one_line(options, fragment, tmp_path):
+    path, _ = BUILDERS["pytorch-normalized-logits"](tmp_path / "m.onnx")
+    result = cli("info", "--model", path, *options)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0]
+
+
+def _keywords(options: list[str]) -> dict:
+    pairs = dict(zip(options[::2], options[1::2], strict=True))
+    return {k.removeprefix("--"): float(v) for k, v in pairs.items()}

@@ -1,0 +1,204 @@
+"""Adopt a model made elsewhere: a copy that carries its contract in its metadata and, where the
+graph allows, takes any batch. Checked against the original before it is written.
+
+Also `probe`: a model's accuracy under the pixel conventions exporters commonly use, for when
+nobody remembers how it was trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+
+from runtime.contract import FORMAT, Contract, Overrides
+from runtime.errors import ModelError, ParityError
+from runtime.evaluate import evaluate
+from runtime.mnist import load_split
+from runtime.parity import ParityReport, models_parity
+from runtime.session import Classifier
+from train.gate import write_model
+
+# The pixel conventions of common exporters, tried by `probe`.
+CONVENTIONS = {
+    "pixels in [0, 1]": Overrides(input_range=(0.0, 1.0)),
+    "pixels in [-1, 1] (Normalize 0.5/0.5)": Overrides(mean=0.5, std=0.5),
+    "pixels 0..255": Overrides(input_range=(0.0, 255.0)),
+    "MNIST mean/std (Normalize 0.1307/0.3081)": Overrides(mean=0.1307, std=0.3081),
+    "inverted, [0, 1] (a dark digit on white)": Overrides(input_range=(1.0, 0.0)),
+}
+PROBE_IMAGES = 1000
+
+
+@dataclass(frozen=True)
+class AdoptResult:
+    path: str
+    source: str
+    metadata: dict[str, str]  # the contract keys written
+    dynamic_batch: bool  # the copy takes any batch
+    batch_note: str  # why the batch stayed fixed, or how it was freed
+    parity: ParityReport
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    convention: str
+    options: str  # the options that select it
+    accuracy: float
+
+
+def adopt_file(
+    source: Path, out: Path, overrides: Overrides, data: Path | None = None
+) -> AdoptResult:
+    """Write `out`: `source` with its contract (from `overrides`, its metadata, or inferred)
+    in its metadata, and a dynamic batch where that gives the same answers."""
+    source, out = Path(source), Path(out)
+    with Classifier(source, overrides=overrides) as original:
+        contract = original.contract
+        metadata = {**original.metadata, **contract_metadata(contract, source)}
+        test = load_split("test", data)
+        proto = onnx.load(source)
+        dynamic, note = proto, "the model already takes any batch"
+        if contract.batch is not None:
+            dynamic, note = free_batch(proto, contract)
+
+        def check(tmp: Path) -> ParityReport:
+            with Classifier(tmp) as copy:
+                return models_parity(original, copy, test.images, test.labels, int8=False)
+
+        try:
+            report = write_model(out, dynamic, metadata, check, against="original")
+        except (ParityError, ModelError) as e:
+            if dynamic is proto:
+                raise
+            note = f"kept the fixed batch of {contract.batch}: the copy with any batch failed ({e})"
+            report = write_model(out, onnx.load(source), metadata, check, against="original")
+            dynamic = None
+    return AdoptResult(
+        path=str(out),
+        source=str(source),
+        metadata=contract_metadata(contract, source),
+        dynamic_batch=dynamic is not None,
+        batch_note=note,
+        parity=report,
+    )
+
+
+def contract_metadata(contract: Contract, source: Path) -> dict[str, str]:
+    """The metadata keys that let later commands read the model with no options."""
+    data = Path(source).read_bytes()
+    return {
+        "format": FORMAT,
+        "input_layout": contract.layout,
+        "pixel_scale": repr(contract.pixel_scale),
+        "pixel_offset": repr(contract.pixel_offset),
+        "output": contract.output,
+        "output_name": contract.output_name,
+        "labels": ",".join(contract.labels),
+        "adopted_from": f"{Path(source).name} sha256 {hashlib.sha256(data).hexdigest()}",
+    }
+
+
+def free_batch(model: onnx.ModelProto, contract: Contract) -> tuple[onnx.ModelProto, str]:
+    """A copy whose batch dimension is symbolic: inputs, outputs, and constant Reshape targets
+    that name the fixed batch. Whether it still computes the same is for the caller to check."""
+    batch = contract.batch
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    inferred = _static_shapes(copy)
+    # old exporters list initializers as inputs too: that makes them overridable and unfoldable
+    initializers = {t.name for t in graph.initializer}
+    kept = [i for i in graph.input if i.name not in initializers]
+    if len(kept) < len(graph.input):
+        del graph.input[:]
+        graph.input.extend(kept)
+        copy.ir_version = max(copy.ir_version, 4)  # IR 3 wants every initializer listed
+    for value in (*graph.input, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == batch:
+            dims[0].dim_param = "batch"
+    rewritten = 0
+    constants = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "Reshape" or node.input[1] not in constants:
+            continue
+        target = numpy_helper.to_array(constants[node.input[1]])
+        if len(target) and target[0] == batch:
+            shape = inferred.get(node.output[0])
+            new = np.array([-1, *target[1:]], np.int64)
+            if -1 in target[1:]:
+                if shape is None or 0 in shape[1:]:
+                    continue
+                new = np.array([-1, *shape[1:]], np.int64)
+            name = f"{node.input[1]}_any_batch"
+            graph.initializer.append(numpy_helper.from_array(new, name))
+            node.input[1] = name
+            rewritten += 1
+    used = {i for n in graph.node for i in n.input}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for t in unused:
+        graph.initializer.remove(t)
+    del graph.value_info[:]  # shapes inferred at the fixed batch no longer hold
+    note = f"batch {batch} made dynamic"
+    if rewritten:
+        note += f" ({rewritten} constant Reshape target{'s' if rewritten > 1 else ''} rewritten)"
+    return copy, note
+
+
+def probe(
+    source: Path, overrides: Overrides, data: Path | None = None, count: int = PROBE_IMAGES
+) -> list[ProbeResult]:
+    """Accuracy on the first `count` test images under each convention, best first."""
+    test = load_split("test", data)
+    images, labels = test.images[:count], test.labels[:count]
+    results = []
+    for name, convention in CONVENTIONS.items():
+        chosen = replace(
+            overrides,
+            mean=convention.mean,
+            std=convention.std,
+            input_range=convention.input_range,
+        )
+        try:
+            with Classifier(source, overrides=chosen) as clf:
+                accuracy = evaluate(clf, images, labels).accuracy
+        except ModelError as e:
+            if "uint8 input takes raw pixels" not in str(e):
+                raise
+            continue  # a uint8 input has one convention: raw pixels
+        results.append(ProbeResult(name, _spelling(convention), accuracy))
+    if not results:  # uint8 input: the raw pixels are all there is to try
+        with Classifier(source, overrides=overrides) as clf:
+            accuracy = evaluate(clf, images, labels).accuracy
+        results.append(ProbeResult("raw pixels 0..255 (uint8 input)", "", accuracy))
+    return sorted(results, key=lambda r: -r.accuracy)
+
+
+def _spelling(o: Overrides) -> str:
+    if o.input_range is not None:
+        low, high = o.input_range
+        return f"--input-range {low:g},{high:g}"
+    return f"--mean {o.mean:g} --std {o.std:g}"
+
+
+def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except shape_inference.InferenceError:  # a help here, not a requirement
+        return {}
+    values = (*inferred.graph.value_info, *inferred.graph.output)
+    return {
+        v.name: [
+            d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim
+        ]
+        for v in values
+    }
+
+
+def to_dict(result: AdoptResult) -> dict:
+    return {**asdict(result), "parity": result.parity.to_dict()}
