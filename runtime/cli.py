@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -18,8 +19,9 @@ import typer
 from typer.core import TyperGroup
 
 from runtime.contract import DEFAULT_BATCH_SIZE
-from runtime.errors import InputWarning, MnistEdgeError, OutputError
+from runtime.errors import ClosedPipe, InputWarning, MnistEdgeError, OutputError
 from runtime.options import (
+    MAX_BATCH,
     BatchOpt,
     DataOpt,
     JsonOpt,
@@ -28,7 +30,7 @@ from runtime.options import (
     device_options,
     parse_counts,
 )
-from runtime.render import bench_lines, info_lines, prediction_line
+from runtime.render import bench_lines, info_lines, prediction_line, say
 
 
 class OneLineErrors(TyperGroup):
@@ -47,6 +49,11 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("aborted", err=True)
             sys.exit(130)
+        except ClosedPipe as e:
+            # Nobody reads stdout any more: point it at /dev/null so that the interpreter's
+            # last flush cannot complain, and stop without a word.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(e.exit_code)
         except MnistEdgeError as e:
             typer.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
@@ -117,11 +124,11 @@ def predict(
     clf = classifier(model, settings, overrides, batch_size=batch_size)
     labels = clf.contract.labels
     for names, images in iter_inputs(inputs, batch_size):  # images: (n, 28, 28), checked
-        probs = clf.proba_of_images(images)
+        probs = clf.finite(clf.proba_of_images(images))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         for name, p, best in zip(names, probs, order, strict=True):
             ranked = [(labels[i], float(p[i])) for i in best]
-            typer.echo(prediction_line(name, ranked, json_out))
+            say(prediction_line(name, ranked, json_out))
 
 
 @app.command(rich_help_panel=DEVICE)
@@ -146,13 +153,13 @@ def evaluate(
     result = evaluate_batches(clf, batches, limit)
     if json_out:
         payload = {"model": str(clf.path), "data": str(source), "split": split}
-        typer.echo(json.dumps({**result.to_dict(), **payload}))
+        say(json.dumps({**result.to_dict(), **payload}))
         return
-    typer.echo(f"model     {clf.path}")
-    typer.echo(f"data      {source} ({split}, {result.count} of {count} images)")
-    typer.echo(f"accuracy  {result.accuracy:.4%}  ({result.correct}/{result.count})")
+    say(f"model     {clf.path}")
+    say(f"data      {source} ({split}, {result.count} of {count} images)")
+    say(f"accuracy  {result.accuracy:.4%}  ({result.correct}/{result.count})")
     per_class = "  ".join(f"{d}:{a:.3f}" for d, a in enumerate(result.per_class_accuracy))
-    typer.echo(f"per digit {per_class}")
+    say(f"per digit {per_class}")
 
 
 @app.command(rich_help_panel=DEVICE)
@@ -185,7 +192,7 @@ def bench(
     from runtime.bench import bench as run_bench
     from runtime.files import write_json
 
-    sizes = parse_counts(batch_sizes, "--batch-sizes")
+    sizes = parse_counts(batch_sizes, "--batch-sizes", MAX_BATCH)
     config = BenchConfig(sizes, settings, duration, runs, warmup, overrides=overrides)
     if report_file and not report_file.parent.is_dir():
         raise OutputError(
@@ -202,10 +209,10 @@ def bench(
     if report_file:
         write_json(report_file, report.to_dict())
     if json_out:
-        typer.echo(json.dumps(report.to_dict()))
+        say(json.dumps(report.to_dict()))
         return
     for line in bench_lines(report):
-        typer.echo(line)
+        say(line)
 
 
 @app.command(rich_help_panel=DEVICE)
@@ -218,10 +225,10 @@ def info(model: ModelOpt = None, json_out: JsonOpt = False, overrides=None):
         warnings.simplefilter("ignore", InputWarning)  # info shows it all, in its place
         described = describe(classifier(model, overrides=overrides))
     if json_out:
-        typer.echo(json.dumps(described.to_dict()))
+        say(json.dumps(described.to_dict()))
         return
     for line in info_lines(described):
-        typer.echo(line)
+        say(line)
 
 
 @app.command("serve-web", rich_help_panel="Web page (from a checkout)")
@@ -236,9 +243,7 @@ def serve_web(
 
     server = make_server(host, port)
     bound_host, bound_port = server.server_address[:2]
-    typer.echo(
-        f"serving the draw-a-digit page at http://{bound_host}:{bound_port}/web/ (Ctrl-C stops)"
-    )
+    say(f"serving the draw-a-digit page at http://{bound_host}:{bound_port}/web/ (Ctrl-C stops)")
     with server:
         server.serve_forever()
 

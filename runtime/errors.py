@@ -33,5 +33,11 @@ class OutputError(MnistEdgeError):
     """A file that cannot be written: read-only folder, disk full, a path that is not a folder."""
 
 
+class ClosedPipe(MnistEdgeError):
+    """The reader of stdout has gone (`mnist-edge predict ... | head -1`): stop quietly."""
+
+    exit_code = 141  # 128 + SIGPIPE, what a shell reports for a tool the pipe stopped
+
+
 class InputWarning(UserWarning):
     """Input that was accepted after a conversion the user should know about."""

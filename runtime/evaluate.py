@@ -38,7 +38,8 @@ def evaluate_batches(
     for images, labels in batches:
         if limit is not None:
             images, labels = images[: limit - seen], labels[: limit - seen]
-        np.add.at(confusion, (labels.astype(np.int64), clf.predict(images)), 1)
+        predicted = clf.finite(clf.predict_proba(images)).argmax(axis=1)
+        np.add.at(confusion, (labels.astype(np.int64), predicted), 1)
         seen += len(labels)
         if limit is not None and seen >= limit:
             break

@@ -1,10 +1,13 @@
-"""Atomic writes: a file appears at its path complete or not at all."""
+"""Atomic writes: a file appears at its path complete or not at all, and only a regular file
+(or nothing) is ever replaced. A symlink is written through: its target is replaced, the link
+stays."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ def atomic_path(dest: Path | str) -> Iterator[Path]:
     A full disk, a read-only folder or a parent that is not a folder becomes an OutputError
     naming `dest`; whatever was at `dest` before is left as it was.
     """
-    dest = Path(dest)
+    dest = writable_target(dest)
     try:
         # Same folder (rename stays atomic) and same suffix (writers that check it are happy).
         fd, name = tempfile.mkstemp(
@@ -37,6 +40,48 @@ def atomic_path(dest: Path | str) -> Iterator[Path]:
         raise OutputError(f"{dest}: cannot write ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def writable_target(dest: Path | str) -> Path:
+    """The file a write to `dest` replaces: `dest`, or a symlink's final target. Anything that
+    exists and is not a regular file (a device, a FIFO, a folder, a socket) is refused."""
+    dest = Path(dest)
+    for folder in (dest.parent, *dest.parent.parents):  # the nearest one that exists
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputError(f"{dest}: cannot write ({folder} is not a folder)")
+            break
+    if dest.is_symlink():
+        dest = dest.resolve()
+    try:
+        mode = dest.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise OutputError(f"{dest}: cannot write ({e.strerror})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise OutputError(f"{dest}: expected a regular file to write, found {_kind(mode)}")
+    return dest
+
+
+def make_parent(dest: Path) -> None:
+    """Create the folder a file will be written into, or say in one line why not."""
+    writable_target(dest)
+    try:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{dest}: cannot create its folder ({e.strerror or e})") from None
+
+
+def _kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "something other than a file")
 
 
 def write_json(dest: Path | str, payload: object) -> None:

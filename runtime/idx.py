@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -22,22 +24,7 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip (by content, not by name)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: broken gzip stream ({e})") from None
+_DEFLATE_MAX_RATIO = 1032  # the most DEFLATE can compress: a bound on what a .gz expands to
 
 
 def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
@@ -45,12 +32,18 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     dtype, dims = _read_header(io.BytesIO(data), name)
     header = 4 + 4 * len(dims)
     _check_size(dims, dtype, len(data) - header, name)
-    return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    return _array(data[header:], dtype, dims)
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file, raw or gzip-compressed."""
-    return parse_idx(read_bytes(path), str(path))
+    """Read one IDX file, raw or gzip-compressed, allocating only what its size can hold."""
+    name = str(path)
+    with _open_stream(path) as f:
+        dtype, dims = _read_header(f, name)
+        _check_plausible(path, dims, dtype)
+        data = _read(f, _data_bytes(dims, dtype) + 1, name)  # one more: trailing bytes show
+    _check_size(dims, dtype, len(data), name)
+    return _array(data, dtype, dims)
 
 
 def iter_idx(path: Path, batch_size: int) -> Iterator[np.ndarray]:
@@ -58,14 +51,15 @@ def iter_idx(path: Path, batch_size: int) -> Iterator[np.ndarray]:
     name = str(path)
     with _open_stream(path) as f:
         dtype, dims = _read_header(f, name)
-        record = int(np.prod(dims[1:], dtype=np.int64)) * dtype.itemsize
+        _check_plausible(path, dims, dtype)
+        record = math.prod(dims[1:]) * dtype.itemsize
         done = 0
         while done < dims[0]:
             n = min(batch_size, dims[0] - done)
             chunk = _read(f, n * record, name)
             if len(chunk) < n * record:
                 _check_size(dims, dtype, done * record + len(chunk), name)
-            yield np.frombuffer(chunk, dtype).reshape(n, *dims[1:]).astype(dtype.newbyteorder("="))
+            yield _array(chunk, dtype, (n, *dims[1:]))
             done += n
         if _read(f, 1, name):
             _check_size(dims, dtype, done * record + 1, name)
@@ -91,8 +85,33 @@ def _read_header(f: BinaryIO, name: str) -> tuple[np.dtype, tuple[int, ...]]:
     return _IDX_DTYPES[magic[2]], tuple(int(d) for d in np.frombuffer(raw_dims, ">u4"))
 
 
+def _data_bytes(dims: tuple[int, ...], dtype: np.dtype) -> int:
+    return math.prod(dims) * dtype.itemsize  # Python ints: no overflow, whatever the header says
+
+
+def _check_plausible(path: Path, dims: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a header that declares more data than the file can hold, before reading it: raw,
+    the file's size; gzip, what DEFLATE can expand it to (at most 1032 to 1)."""
+    header = 4 + 4 * len(dims)
+    size = path.stat().st_size
+    gzipped = _is_gzip(path)
+    can_hold = size * _DEFLATE_MAX_RATIO if gzipped else size - header
+    need = _data_bytes(dims, dtype)
+    if need > can_hold:
+        what = (
+            f"a {size:,}-byte gzip file expands to at most {can_hold:,}"
+            if gzipped
+            else (f"the file holds {can_hold:,}")
+        )
+        raise DataError(f"{path}: truncated: dimensions {dims} need {need:,} data bytes, {what}")
+
+
+def _array(data: bytes, dtype: np.dtype, dims: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(data, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
 def _check_size(dims: tuple[int, ...], dtype: np.dtype, found: int, name: str) -> None:
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = _data_bytes(dims, dtype)
     if found != expected:
         kind = "truncated" if found < expected else "has trailing bytes"
         raise DataError(
@@ -101,17 +120,24 @@ def _check_size(dims: tuple[int, ...], dtype: np.dtype, found: int, name: str) -
 
 
 def _open_stream(path: Path) -> BinaryIO:
+    if _is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def _is_gzip(path: Path) -> bool:
+    """By content, not by name. Also where a missing, unreadable or odd file is refused."""
     try:
-        f = path.open("rb")
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+            raise DataError(f"{path}: expected a regular file, found {kind}")
+        with path.open("rb") as f:
+            return f.read(2) == _GZIP_MAGIC
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if f.read(2) == _GZIP_MAGIC:
-        f.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    f.seek(0)
-    return f
 
 
 def _read(f: BinaryIO, n: int, name: str) -> bytes:

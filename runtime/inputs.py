@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,8 +57,10 @@ def _chunks(path: Path, kind: str, batch_size: int) -> Iterator[np.ndarray]:
     if kind == "npy":
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, OverflowError, OSError) as e:
             raise InputError(f"{path}: cannot read .npy array ({e})") from None
+        if array.ndim == 0:
+            raise InputError(f"{path}: expected an array of images, found a single number")
         if array.shape == (IMAGE_SIZE, IMAGE_SIZE):
             array = array[None]
         for start in range(0, max(len(array), 1), batch_size):
@@ -80,12 +83,23 @@ def _kind(path: Path) -> str:
 
 
 def _head(path: Path) -> bytes:
+    check_regular_file(path)
     try:
         with path.open("rb") as f:
             return f.read(8)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: expected a file, found a folder") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: a FIFO would block forever."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: expected a file, found a folder")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: expected a regular file, found a device, FIFO or socket")

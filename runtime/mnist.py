@@ -18,7 +18,7 @@ import numpy as np
 
 from runtime.contract import IMAGE_SIZE, NUM_CLASSES
 from runtime.errors import DataError, InputError
-from runtime.files import atomic_path
+from runtime.files import atomic_path, make_parent
 from runtime.idx import idx_shape, iter_idx, read_idx
 
 SPLITS = ("train", "test")
@@ -76,8 +76,9 @@ def load_split(split: str, data: Path | str | None = None) -> Split:
     source = locate(split, data)
     if source.npz is not None:
         return read_npz_split(source.npz, split)
+    count = _count(source.images, source.labels)
     images = check_images(read_idx(source.images), str(source.images))
-    labels = check_labels(read_idx(source.labels), len(images), str(source.labels))
+    labels = check_labels(read_idx(source.labels), count, str(source.labels))
     return Split(images, labels, source.path)
 
 
@@ -94,9 +95,8 @@ def stream_split(
         )
         return source.path, len(whole), batches
     images_path, labels_path = source.images, source.labels
-    dims = idx_shape(images_path)
-    check_images(np.zeros((0, *dims[1:]), np.uint8), str(images_path))
-    labels = check_labels(read_idx(labels_path), dims[0], str(labels_path))
+    count = _count(images_path, labels_path)
+    labels = check_labels(read_idx(labels_path), count, str(labels_path))
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         start = 0
@@ -105,7 +105,7 @@ def stream_split(
             yield chunk, labels[start : start + len(chunk)]
             start += len(chunk)
 
-    return source.path, dims[0], batches()
+    return source.path, count, batches()
 
 
 def check_images(images: np.ndarray, name: str) -> np.ndarray:
@@ -181,7 +181,7 @@ def download_mnist(dest: Path, url: str = DOWNLOAD_URL, sha256: str = DOWNLOAD_S
     digest = hashlib.sha256(payload).hexdigest()
     if digest != sha256:
         raise DataError(f"{url}: checksum mismatch: expected sha256 {sha256}, found {digest}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(dest)
     with atomic_path(dest) as tmp:
         tmp.write_bytes(payload)
     return dest
@@ -191,6 +191,19 @@ _NO_DATA_HINT = (
     "no MNIST data found: pass --data DIR or set MNIST_DIR to a folder with the four IDX files "
     "(or an mnist.npz)"
 )
+
+
+def _count(images: Path, labels: Path) -> int:
+    """The images' count, checked against the labels' from the headers alone, before either
+    file is read: a header that declares billions of labels costs nothing."""
+    dims = idx_shape(images)
+    check_images(np.zeros((0, *dims[1:]), np.uint8), str(images))
+    declared = idx_shape(labels)
+    if len(declared) != 1 or declared[0] != dims[0]:
+        raise DataError(
+            f"{labels}: expected {dims[0]} labels (one per image), found dimensions {declared}"
+        )
+    return dims[0]
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:

@@ -30,10 +30,11 @@ ModelOpt = Annotated[
         dir_okay=False,
     ),
 ]
+MAX_BATCH = 65536  # images in one call: 51 MB of pixels, already past any device's sweet spot
 BatchOpt = Annotated[
     int,
     typer.Option(
-        "--batch-size", min=1, max=65536, help="Images per inference call (bounds memory)."
+        "--batch-size", min=1, max=MAX_BATCH, help="Images per inference call (bounds memory)."
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -209,7 +210,7 @@ def device_options(command: Callable | None = None, *, sweep: bool = False):
     def build(threads, **options):
         if not sweep:
             return device_settings(threads, **options)
-        counts = parse_counts(threads, "--threads") if threads else (None,)
+        counts = parse_counts(threads, "--threads", MAX_THREADS) if threads else (None,)
         return tuple(device_settings(t, **options) for t in counts)
 
     def decorate(fn: Callable) -> Callable:
@@ -228,16 +229,16 @@ def contract_options(command: Callable) -> Callable:
     return _grouped(command, "overrides", _CONTRACT_PARAMS, build)
 
 
-def parse_counts(text: str, option: str) -> tuple[int, ...]:
-    """'1,32,256' -> (1, 32, 256); each a positive integer."""
+def parse_counts(text: str, option: str, most: int) -> tuple[int, ...]:
+    """'1,32,256' -> (1, 32, 256); each a positive integer, at most `most`."""
     try:
         counts = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise InputError(
             f"{option}: expected comma-separated integers like 1,32,256, found {text!r}"
         ) from None
-    if not counts or min(counts) < 1:
-        raise InputError(f"{option}: expected positive integers, found {text!r}")
+    if not counts or min(counts) < 1 or max(counts) > most:
+        raise InputError(f"{option}: expected integers from 1 to {most:,}, found {text!r}")
     return counts
 
 

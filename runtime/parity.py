@@ -72,9 +72,8 @@ def models_parity(
     if int8 is None:
         int8 = reference.contract.int8 or candidate.contract.int8
     limits = INT8_LIMITS if int8 else {}
-    return compare(
-        reference.predict_proba(images), candidate.predict_proba(images), labels, **limits
-    )
+    ref, cand = (m.finite(m.predict_proba(images)) for m in (reference, candidate))
+    return compare(ref, cand, labels, **limits)
 
 
 def compare(

@@ -19,6 +19,11 @@ from runtime.errors import InputError, InputWarning
 BOX = 20  # MNIST fitted each digit into a 20x20 box inside the field
 CENTRE = 14.0  # where MNIST's centres of mass sit (row and column; measured on its test set)
 INK_THRESHOLD = 0.2  # of the strongest ink: fainter pixels are background noise when cropping
+# A digit needs few pixels: larger files are refused from their header, before decoding (a
+# 30000x2900 RGBA image took 5.1 GB and 12 s), and images wider or taller than WORK_SIDE are
+# reduced by a whole factor first (JPEG while decoding), so memory stays bounded.
+MAX_PIXELS = 40_000_000
+WORK_SIDE = 1024
 
 
 def as_batch(x: object, name: str = "input") -> np.ndarray:
@@ -44,7 +49,10 @@ def as_images(x: object, name: str = "input") -> np.ndarray:
     or (N, 784); other integer dtypes must hold 0-255 and become uint8. uint8 input is only
     reshaped, never copied: the fast path for models that take uint8.
     """
-    a = np.asarray(x)
+    try:
+        a = np.asarray(x)
+    except ValueError as e:  # a ragged nested list
+        raise InputError(f"{name}: expected a rectangular array of pixels ({e})") from None
     if a.dtype == np.uint8:
         return _to_nhw(a, name)
     if np.issubdtype(a.dtype, np.integer) and not np.issubdtype(a.dtype, np.bool_):
@@ -103,8 +111,7 @@ def load_image(path: Path | str) -> np.ndarray:
                     raise InputError(
                         f"{path}: expected one image, found {frames} frames (animated, multi-page)"
                     )
-                img.load()
-                gray = _grayscale(img)
+                gray = _grayscale(_decoded(img, path))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except UnidentifiedImageError:
@@ -119,6 +126,25 @@ def load_image(path: Path | str) -> np.ndarray:
         return mnist_style(gray)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
+
+
+def _decoded(img: Image.Image, path: Path) -> Image.Image:
+    """The image decoded at most WORK_SIDE pixels wide and tall, or refused from its size."""
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise InputError(
+            f"{path}: expected an image of at most {MAX_PIXELS:,} pixels, found {w}x{h}: "
+            "a digit needs far fewer, scale it down"
+        )
+    if max(w, h) > WORK_SIDE:
+        img.draft(img.mode, (WORK_SIDE, WORK_SIDE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+    img.load()
+    factor = -(-max(img.size) // WORK_SIDE)
+    if factor > 1:
+        if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+            img = img.convert("RGBA" if "transparency" in img.info or "A" in img.mode else "RGB")
+        img = img.reduce(factor)
+    return img
 
 
 def _grayscale(img: Image.Image) -> np.ndarray:

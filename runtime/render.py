@@ -5,13 +5,34 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+import typer
+
+from runtime.errors import ClosedPipe, OutputError
+
+
+def say(line: str) -> None:
+    """One line on stdout. A full disk is a one-line error; a reader that has gone (`| head`)
+    ends the command quietly, as Unix tools do."""
+    try:
+        typer.echo(line)
+    except BrokenPipeError:
+        raise ClosedPipe() from None
+    except OSError as e:
+        raise OutputError(f"stdout: cannot write ({e.strerror})") from None
+
+
+def printable(name: str) -> str:
+    """A file name for a tab-separated line: tabs, newlines and other control characters
+    escaped, so that one input stays one line of columns (JSON output needs no such care)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
 
 def prediction_line(name: str, ranked: list[tuple[str, float]], json_out: bool) -> str:
     """One input's answer: `name<TAB>label<TAB>confidence<TAB>alternatives`, or a JSON object."""
     (label, confidence), rest = ranked[0], ranked[1:]
     if not json_out:
         alternatives = "  ".join(f"{lab}:{q:.4f}" for lab, q in rest)
-        return f"{name}\t{label}\t{confidence:.4f}\t{alternatives}".rstrip()
+        return f"{printable(name)}\t{label}\t{confidence:.4f}\t{alternatives}".rstrip()
     row = {"input": name, "label": label, "confidence": round(confidence, 6)}
     if rest:
         row["top_k"] = [{"label": lab, "probability": round(q, 6)} for lab, q in ranked]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from runtime.errors import InputError
 
 OPTIMIZATIONS = ("disable", "basic", "extended", "all")
-MAX_THREADS = 256  # more intra-op threads than any board has cores only costs memory
+MAX_THREADS = 64  # more threads than cores only cost memory and start-up (3000 took 62 s)
 SPLIT_MIN_IMAGES = 128  # per thread: 64-image slices measured slower than not splitting
 
 

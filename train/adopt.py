@@ -18,6 +18,7 @@ from onnx import numpy_helper, shape_inference
 from runtime.contract import FORMAT, Contract, Overrides
 from runtime.errors import ModelError, ParityError
 from runtime.evaluate import evaluate
+from runtime.files import writable_target
 from runtime.mnist import load_split
 from runtime.parity import ParityReport, models_parity
 from runtime.session import Classifier
@@ -57,6 +58,7 @@ def adopt_file(
     """Write `out`: `source` with its contract (from `overrides`, its metadata, or inferred)
     in its metadata, and a dynamic batch where that gives the same answers."""
     source, out = Path(source), Path(out)
+    writable_target(out)  # before the work, not after it
     with Classifier(source, overrides=overrides) as original:
         contract = original.contract
         metadata = {**original.metadata, **contract_metadata(contract, source)}

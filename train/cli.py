@@ -21,7 +21,7 @@ import typer
 
 from runtime.errors import InputError, MissingExtraError
 from runtime.options import DataOpt, JsonOpt, contract_options
-from runtime.render import parity_lines, with_parity
+from runtime.render import parity_lines, say, with_parity
 
 WORKSTATION = "Workstation (needs the train or onnx extra)"
 
@@ -134,11 +134,11 @@ def train(
         )
         raise typer.Exit(130) from None
     if json_out:
-        typer.echo(json.dumps(asdict(result)))
+        say(json.dumps(asdict(result)))
         return
-    typer.echo(f"saved {result.model_path}")
+    say(f"saved {result.model_path}")
     epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
-    typer.echo(
+    say(
         f"test accuracy {result.test_accuracy:.4%} after {epochs} on "
         f"{result.train_images} images in {result.train_seconds:.0f} s"
     )
@@ -160,11 +160,11 @@ def export(
 
     result = export_file(keras_model, out, opset or OPSET, data)
     if json_out:
-        typer.echo(json.dumps(with_parity(result)))
+        say(json.dumps(with_parity(result)))
         return
     p = result.parity
-    typer.echo(f"wrote {result.path} ({result.size_bytes:,} bytes, opset {result.opset})")
-    typer.echo(
+    say(f"wrote {result.path} ({result.size_bytes:,} bytes, opset {result.opset})")
+    say(
         f"parity on {p.count} test images: agreement {p.agreement:.4%}, "
         f"max |diff| {p.max_abs_diff:.3g}; accuracy keras {p.reference_accuracy:.4%}, "
         f"onnx {p.candidate_accuracy:.4%}"
@@ -203,10 +203,10 @@ def parity(
     else:
         report = _runtime_parity(reference, candidate, test, overrides)
     if json_out:
-        typer.echo(json.dumps(report.to_dict()))
+        say(json.dumps(report.to_dict()))
     else:
         for line in parity_lines(report):
-            typer.echo(line)
+            say(line)
     if not report.passed:
         raise typer.Exit(1)
 
@@ -276,13 +276,13 @@ def quantize(
     result = quantize_file(onnx_model, out, config, data)
     p = result.parity
     if json_out:
-        typer.echo(json.dumps(with_parity(result)))
+        say(json.dumps(with_parity(result)))
         return
-    typer.echo(
+    say(
         f"wrote {result.path} ({result.size_bytes:,} bytes, "
         f"{result.size_bytes / result.source_size_bytes:.0%} of fp32)"
     )
-    typer.echo(
+    say(
         f"vs fp32 on {p.count} test images: agreement {p.agreement:.4%}, accuracy "
         f"{p.reference_accuracy:.4%} -> {p.candidate_accuracy:.4%}"
     )
@@ -308,9 +308,9 @@ def optimize(
 
     result = optimize_file(onnx_model, format_.value, out, data)
     if json_out:
-        typer.echo(json.dumps(with_parity(result)))
+        say(json.dumps(with_parity(result)))
         return
-    typer.echo(
+    say(
         f"wrote {result.path} ({result.size_bytes:,} bytes); load "
         f"{result.load_ms_source:.1f} ms -> {result.load_ms_variant:.1f} ms; parity "
         f"agreement {result.parity.agreement:.2%}, max |diff| "
@@ -345,11 +345,11 @@ def adopt(
     if probe:
         results = adopting.probe(model, overrides, data)
         if json_out:
-            typer.echo(json.dumps([asdict(r) for r in results]))
+            say(json.dumps([asdict(r) for r in results]))
             return
-        typer.echo(f"{'accuracy':>9}  {'convention':<44} options")
+        say(f"{'accuracy':>9}  {'convention':<44} options")
         for r in results:
-            typer.echo(f"{r.accuracy:>9.2%}  {r.convention:<44} {r.options}")
+            say(f"{r.accuracy:>9.2%}  {r.convention:<44} {r.options}")
         return
     if out is None:
         raise InputError("--out: expected the file to write the copy to, found none")
@@ -357,16 +357,16 @@ def adopt(
         raise InputError(f"--out {out}: expected a new file, found the model itself")
     result = adopting.adopt_file(model, out, overrides, data)
     if json_out:
-        typer.echo(json.dumps(adopting.to_dict(result)))
+        say(json.dumps(adopting.to_dict(result)))
         return
     m, p = result.metadata, result.parity
-    typer.echo(f"wrote {result.path}")
-    typer.echo(
+    say(f"wrote {result.path}")
+    say(
         f"contract  layout {m['input_layout']}, input = pixel * {float(m['pixel_scale']):.6g} "
         f"{float(m['pixel_offset']):+.6g}, output {m['output_name']!r} ({m['output']})"
     )
-    typer.echo(f"batch     {result.batch_note}")
-    typer.echo(
+    say(f"batch     {result.batch_note}")
+    say(
         f"checked   on {p.count} test images against the original: agreement "
         f"{p.agreement:.4%}, max |diff| {p.max_abs_diff:.3g}; accuracy {p.candidate_accuracy:.4%}"
     )

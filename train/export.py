@@ -13,6 +13,7 @@ import tf2onnx
 
 from runtime.contract import metadata_for
 from runtime.errors import ModelError
+from runtime.files import writable_target
 from runtime.mnist import load_split
 from runtime.parity import ParityReport
 from runtime.preprocess import NHWC_SHAPE
@@ -102,6 +103,7 @@ def export_file(
     """
     model = load_keras(keras_path)
     out = Path(out) if out else Path(keras_path).with_suffix(".onnx")
+    writable_target(out)  # before the work, not after it
     arch = model.name.removeprefix("mnist_")
     if uint8_input is None:
         uint8_input = arch in UINT8_ARCHS

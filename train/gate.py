@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 
 from runtime.errors import ParityError
-from runtime.files import atomic_path
+from runtime.files import atomic_path, make_parent
 from runtime.parity import ParityReport
 
 
@@ -23,7 +23,7 @@ def write_checked(
     """`write` fills the temporary file, `check` measures it; on a pass `stamp` may record the
     result in it before it appears at `out`. On a failure: ParityError, every failed check
     named, then `advice`."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(out)
     with atomic_path(out) as tmp:
         write(tmp)
         report = check(tmp)

@@ -24,6 +24,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from runtime.errors import InputError
+from runtime.files import writable_target
 from runtime.mnist import load_split
 from runtime.parity import ParityReport, models_parity
 from runtime.preprocess import as_batch
@@ -89,6 +90,7 @@ def quantize_file(
     source = Path(source)
     out = Path(out) if out else source.with_name(source.stem + ".int8.onnx")
     fp32 = Classifier(source)
+    writable_target(out)  # before the work, not after it
     train = load_split("train", data)
     n = min(config.calibration_size, len(train))
     calibration = fp32.contract.feed(as_batch(train.images[:n]))  # model's own input layout

@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from runtime.errors import InputError
+from runtime.files import writable_target
 from runtime.mnist import load_split
 from runtime.parity import ParityReport, models_parity
 from runtime.session import Classifier
@@ -44,6 +45,7 @@ def optimize_file(
     source = Path(source)
     reference = Classifier(source)
     out = Path(out) if out else source.with_name(source.name.removesuffix(".onnx") + FORMATS[fmt])
+    writable_target(out)  # before the work, not after it
     with tempfile.TemporaryDirectory() as tmp:
         tagged = Path(tmp) / "tagged.onnx"
         model = onnx.load(source)

@@ -178,9 +178,11 @@ def test_info_json_describes_the_model(tiny_model):
 
 
 def test_parse_counts():
-    assert parse_counts("1, 32,256", "--batch-sizes") == (1, 32, 256)
+    assert parse_counts("1, 32,256", "--batch-sizes", 256) == (1, 32, 256)
+    with pytest.raises(InputError, match="from 1 to 255"):
+        parse_counts("1,256", "--batch-sizes", 255)
     with pytest.raises(InputError, match="--threads"):
-        parse_counts("", "--threads")
+        parse_counts("", "--threads", 8)
 
 
 def test_low_power_runs_one_thread_without_spinning(tiny_model, inputs, monkeypatch):

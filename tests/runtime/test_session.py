@@ -170,3 +170,28 @@ def test_a_bare_shipped_name_finds_the_shipped_model_from_any_folder(tmp_path, m
     assert Classifier().path.name == "mnist_edge.int8.onnx"
     with pytest.raises(ModelError, match=r"no_such\.onnx: no such model file"):
         Classifier("no_such.onnx")
+
+
+def test_a_forked_child_classifies_with_the_parents_classifier(tmp_path):
+    # The split pool's worker thread and onnxruntime's threads do not exist in a forked child:
+    # without new ones there, the child hung forever on any batch split across threads.
+    import multiprocessing
+    import queue
+
+    path = linear_onnx(tmp_path / "m.onnx", metadata=metadata_for("NHWC", 1 / 255, "probabilities"))
+    clf = Classifier(path, settings=SessionSettings(threads=2, split_batches=True))
+    images = np.random.default_rng(0).integers(0, 256, (512, 28, 28), np.uint8)
+    expected = clf.predict_proba(images)  # the pool has run in the parent
+    results = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(
+        target=lambda: results.put(clf.predict_proba(images))
+    )
+    child.start()
+    try:
+        np.testing.assert_array_equal(results.get(timeout=30), expected)
+    except queue.Empty:
+        pytest.fail("the forked child did not answer within 30 s")
+    finally:
+        child.kill()
+        child.join()
+    clf.close()

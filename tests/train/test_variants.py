@@ -142,3 +142,13 @@ def test_quantizing_the_seed_mlp_misses_the_gate_and_says_what_to_do(mlp, tmp_pa
     assert result.exit_code == 1
     assert "top-1 agreement" in result.stderr and "ship its fp32 file" in result.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_quantize_into_a_folder_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "some.png").write_bytes(b"not a folder")
+    result = _invoke(
+        "quantize", ROOT / "exported" / "mnist_edge.onnx", "--out", tmp_path / "some.png" / "x.onnx"
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "some.png is not a folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
