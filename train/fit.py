@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -15,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from runtime.contract import IMAGE_SIZE, NUM_CLASSES
-from runtime.errors import InputError, OutputError
+from runtime.errors import InputError, InputWarning, OutputError
 from runtime.files import atomic_path, write_json
 from runtime.mnist import Split, load_split
 from runtime.preprocess import as_nhwc
@@ -151,13 +153,19 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
     backup = keras.callbacks.BackupAndRestore(str(checkpoint), double_checkpoint=True)
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     start = time.perf_counter()
-    trainer.fit(
-        _dataset(train_split, recipe, config.seed),
-        epochs=recipe.epochs,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=verbose,
-        callbacks=[backup, history, *callbacks],
-    )
+    try:
+        trainer.fit(
+            _dataset(train_split, recipe, config.seed),
+            epochs=recipe.epochs,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            verbose=verbose,
+            callbacks=[backup, history, *callbacks],
+        )
+    except OSError as e:  # a full disk while checkpointing: what was completed is kept
+        raise OutputError(
+            f"--out {out}: cannot write the checkpoint ({e.strerror or e}): make room, then "
+            f"continue with --resume"
+        ) from None
     seconds = time.perf_counter() - start
     x_test, y_test = _arrays(test_split)
     probs = model.predict(x_test, batch_size=512, verbose=0)  # the model alone, not a trainer
@@ -215,8 +223,22 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def _check_resume(checkpoint: Path, config: TrainConfig) -> int:
-    """The epoch an interrupted run reached (0 when starting afresh); refuse ambiguity."""
+    """The epoch an interrupted run reached (0 when starting afresh); refuse ambiguity.
+
+    A checkpoint folder with no completed epoch (a run stopped, or a disk that filled, before
+    the first epoch's state was written) holds nothing to keep: it is removed, with a warning,
+    whether or not --resume was given, so that neither way is blocked."""
     state = checkpoint / "training_metadata.json"
+    if checkpoint.is_dir() and not state.is_file():
+        warnings.warn(
+            f"{checkpoint}: no completed epoch in this interrupted run's checkpoint: "
+            "starting afresh",
+            InputWarning,
+            stacklevel=2,
+        )
+        shutil.rmtree(checkpoint)
+        if config.resume:
+            return 0
     if config.resume:
         if not state.is_file():
             raise InputError(

@@ -1,5 +1,6 @@
 """An interrupted training run (Ctrl-C or kill) continues from its last completed epoch."""
 
+import errno
 import json
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 keras = pytest.importorskip("keras", reason="needs the train extra: pip install '.[train]'")
 
 from runtime.cli import app  # noqa: E402
-from runtime.errors import InputError  # noqa: E402
+from runtime.errors import InputError, InputWarning, OutputError  # noqa: E402
 from tests.conftest import real_mnist_dir  # noqa: E402
 from train.cli import register  # noqa: E402
 
@@ -102,3 +103,38 @@ def test_killed_process_resumes_through_the_cli(data, tmp_path):
     result = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert result["resumed_from_epoch"] >= 1 and result["epochs"] == 6
     assert (tmp_path / "mnist_mlp.keras").is_file()
+
+
+class DiskFullAfter(keras.callbacks.Callback):
+    """Acts like a disk that fills while the checkpoint of an epoch is written."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_training_is_one_error_that_says_how_to_go_on(data, tmp_path):
+    config = TrainConfig(arch="mlp", epochs=3, limit=1000, data=data, out=tmp_path, verbose=0)
+    with pytest.raises(OutputError, match=r"No space left on device\): make room, then continue"):
+        train(config, callbacks=[DiskFullAfter(2)])
+    result = train(TrainConfig(**{**config.__dict__, "resume": True}))
+    assert result.resumed_from_epoch >= 1 and (tmp_path / "mnist_mlp.keras").is_file()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_checkpoint_with_no_completed_epoch_blocks_neither_way(data, tmp_path, resume):
+    # what a disk that filled during the first checkpoint leaves: a truncated weights file and
+    # no state
+    checkpoint = tmp_path / ".mnist_mlp.checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "latest.weights.h5").write_bytes(b"\x89HDF\r\n" + bytes(100))
+    config = TrainConfig(
+        arch="mlp", epochs=1, limit=500, data=data, out=tmp_path, verbose=0, resume=resume
+    )
+    with pytest.warns(InputWarning, match="no completed epoch .* starting afresh"):
+        result = train(config)
+    assert result.resumed_from_epoch == 0 and (tmp_path / "mnist_mlp.keras").is_file()
