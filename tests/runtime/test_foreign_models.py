@@ -12,7 +12,7 @@ pytest.importorskip("onnx", reason="the foreign models are built with onnx: pip 
 
 from runtime import Classifier
 from runtime.mnist import load_split
-from tests.conftest import cli_app, real_mnist_dir
+from tests.conftest import ROOT, cli_app, real_mnist_dir
 from tests.foreign import BUILDERS, OPTIONS
 
 pytestmark = pytest.mark.mnist
@@ -204,3 +204,26 @@ def test_bad_contract_options_get_one_line(options, fragment, tmp_path):
 def _keywords(options: list[str]) -> dict:
     pairs = dict(zip(options[::2], options[1::2], strict=True))
     return {k.removeprefix("--"): float(v) for k, v in pairs.items()}
+
+
+PYTORCH = ROOT / "tests" / "data" / "pytorch_mnist_fixed_batch.onnx"  # tests/data/make_*.py
+
+
+def test_a_real_pytorch_export_scores_as_in_pytorch_and_adopts(test_set, tmp_path):
+    # PyTorch 2.13's torch.onnx.export of examples/mnist's recipe: [1, 1, 28, 28], MNIST's
+    # mean/std, log_softmax; 98.31% on the 10k test images in PyTorch itself
+    data, images, labels = test_set
+
+    def preprocess(x):
+        return ((x.astype(np.float32) / 255 - 0.1307) / 0.3081)[:, None]
+
+    expected = (plain_onnxruntime(PYTORCH, preprocess, images).argmax(axis=1) == labels).mean()
+    payload, stderr = evaluate_json(PYTORCH, data, "--mean", "0.1307", "--std", "0.3081")
+    assert payload["accuracy"] == expected > 0.97
+    assert "output log-probabilities" in stderr and "fixed batch of 1" in stderr
+    out = tmp_path / "adopted.onnx"
+    adopted = cli("adopt", PYTORCH, "--mean", "0.1307", "--std", "0.3081", "--out", out, "--json")
+    assert adopted.exit_code == 0, adopted.output
+    assert json.loads(adopted.stdout)["dynamic_batch"]
+    payload, stderr = evaluate_json(out, data)
+    assert payload["accuracy"] == expected and stderr == ""
