@@ -219,11 +219,14 @@ def bench(
 @contract_options
 def info(model: ModelOpt = None, json_out: JsonOpt = False, overrides=None):
     """A model's contract (and where each part came from), inputs, outputs, metadata, size."""
+    from runtime.cpu import cpu_name
     from runtime.info import describe
+    from runtime.models import default_reason
 
+    chosen = None if model else f"{default_reason()} (CPU: {cpu_name()})"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)  # info shows it all, in its place
-        described = describe(classifier(model, overrides=overrides))
+        described = describe(classifier(model, overrides=overrides), chosen)
     if json_out:
         say(json.dumps(described.to_dict()))
         return

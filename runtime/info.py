@@ -28,13 +28,14 @@ class ModelInfo:
     contract: dict[str, tuple[str, str]]  # part -> (value, metadata | option | inferred | graph)
     assumed: list[str]  # what was inferred, as the one warning line says it
     metadata: dict[str, str]
+    chosen: str | None = None  # why this model, when nobody named it
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def describe(clf: Classifier) -> ModelInfo:
-    """Describe the model a classifier has loaded."""
+def describe(clf: Classifier, chosen: str | None = None) -> ModelInfo:
+    """Describe the model a classifier has loaded (`chosen`: why it is the one in use)."""
     path = Path(clf.path)
     data = path.read_bytes()
     c = clf.contract
@@ -58,6 +59,7 @@ def describe(clf: Classifier) -> ModelInfo:
         contract=contract,
         assumed=list(c.assumed),
         metadata=dict(sorted(clf.metadata.items())),
+        chosen=chosen,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runtime.cpu import int8_exact
+from runtime.cpu import int8_choice, int8_exact
 from runtime.errors import ModelError
 
 FP32_MODEL = "mnist_edge.onnx"
@@ -17,6 +17,13 @@ _SOURCE_MODELS = Path(__file__).parent.parent / "exported"  # a source checkout
 def default_model_name() -> str:
     """The INT8 edge model where its kernels are exact (x86 with VNNI, ARM64), else fp32."""
     return INT8_MODEL if int8_exact() else FP32_MODEL
+
+
+def default_reason() -> str:
+    """Why `default_model_path` gives the model it gives, in one sentence."""
+    if os.environ.get("MNIST_EDGE_MODEL"):
+        return "named by $MNIST_EDGE_MODEL"
+    return f"the default here: {int8_choice()[1]}"
 
 
 def default_model_path() -> Path:

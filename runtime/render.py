@@ -58,6 +58,7 @@ def info_lines(described) -> list[str]:
     d = described
     lines = [
         f"path      {d.path}",
+        *([f"chosen    {d.chosen}"] if d.chosen else []),
         f"variant   {d.variant} ({d.format} format)",
         f"size      {d.size_bytes:,} bytes  sha256 {d.sha256[:16]}...",
     ]
@@ -66,6 +67,7 @@ def info_lines(described) -> list[str]:
     lines.append("contract")
     for part, (value, source) in d.contract.items():
         lines.append(f"  {part:<10} {value}  ({source})")
+    lines.append("metadata")
     lines += [f"  {key:<22} {value}" for key, value in d.metadata.items()]
     return lines
 

@@ -1,7 +1,10 @@
 """Which model is the default depends on whether the CPU runs 8-bit kernels exactly."""
 
+import json
+
 import pytest
 
+from runtime import cpu
 from runtime.cpu import int8_exact
 
 
@@ -19,3 +22,46 @@ from runtime.cpu import int8_exact
 )
 def test_int8_counts_as_exact_only_with_dot_product_instructions(machine, flags, exact):
     assert int8_exact(machine, flags) is exact
+
+
+A72_CPUINFO = """processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm crc32 cpuid
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU part\t: 0xd08
+""".splitlines()
+
+
+@pytest.mark.parametrize(
+    ("lines", "board", "name"),
+    [
+        (
+            A72_CPUINFO,
+            "Raspberry Pi 4 Model B Rev 1.4",
+            "Raspberry Pi 4 Model B Rev 1.4 (Cortex-A72)",
+        ),
+        (A72_CPUINFO, None, "Cortex-A72"),
+        ([line.replace("0xd08", "0xfff") for line in A72_CPUINFO], None, "ARM CPU part 0xfff"),
+        (["model name\t: AMD EPYC 7B13", "flags\t: avx2"], None, "AMD EPYC 7B13"),
+    ],
+)
+def test_the_cpu_is_named_on_arm_as_on_x86(monkeypatch, lines, board, name):
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: lines)
+    monkeypatch.setattr(cpu, "_board", lambda: board)
+    assert cpu.cpu_name() == name
+
+
+def test_info_says_why_the_default_model_was_chosen(monkeypatch):
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    monkeypatch.delenv("MNIST_EDGE_MODEL", raising=False)
+    out = CliRunner().invoke(app, ["info", "--json"])
+    assert out.exit_code == 0, out.output
+    exact, reason = cpu.int8_choice()
+    assert reason in json.loads(out.stdout)["chosen"]
+    assert json.loads(out.stdout)["path"].endswith(
+        "mnist_edge.int8.onnx" if exact else "mnist_edge.onnx"
+    )
