@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import resource
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,7 @@ import onnxruntime
 
 from runtime.contract import IMAGE_SIZE, Overrides
 from runtime.cpu import cpu_name
+from runtime.files import atomic_path
 from runtime.session import Classifier
 from runtime.settings import SessionSettings
 
@@ -29,6 +34,7 @@ class BenchConfig:
     min_runs: int = 10  # enough samples for a p90 even when a call is slow
     overrides: Overrides = field(default_factory=Overrides)  # a foreign model's contract
     seed: int = 0  # the random images fed; latency does not depend on their content
+    percentiles: tuple[float, ...] = (50, 90, 99, 99.9)  # reported besides the fixed four
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class BenchResult:
     std_us: float
     images_per_s: float
     chunked: bool = False  # a fixed-batch model ran this batch size in several calls
+    percentiles_us: dict[str, float] = field(default_factory=dict)  # every percentile asked for
 
 
 @dataclass(frozen=True)
@@ -60,13 +67,18 @@ class BenchReport:
     settings: dict
     cold_start: list[ColdStart]
     results: list[BenchResult]
+    process: dict = field(default_factory=dict)  # peak RSS and CPU time of the whole run
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def summarize(
-    batch_size: int, seconds: np.ndarray, threads: int | None = None, chunked: bool = False
+    batch_size: int,
+    seconds: np.ndarray,
+    threads: int | None = None,
+    chunked: bool = False,
+    percentiles: tuple[float, ...] = (),
 ) -> BenchResult:
     """Statistics of per-call wall times (seconds) for calls of `batch_size` images."""
     if len(seconds) == 0:
@@ -87,6 +99,7 @@ def summarize(
         std_us=round(float(us.std()), 2),
         images_per_s=round(batch_size * len(us) / (us.sum() / 1e6), 1),
         chunked=chunked,
+        percentiles_us={f"p{p:g}": round(float(np.percentile(us, p)), 2) for p in percentiles},
     )
 
 
@@ -138,11 +151,57 @@ def bench(
             time_calls(call, config.warmup, min_runs=1)
             seconds = time_calls(call, config.duration, config.min_runs, config.runs)
             chunked = fixed is not None and batch_size != fixed
-            results.append(summarize(batch_size, seconds, threads, chunked))
+            results.append(summarize(batch_size, seconds, threads, chunked, config.percentiles))
             if on_case:
                 on_case()
         clf.close()
-    return BenchReport(_settings(path, fixed, config), cold, results)
+    return BenchReport(_settings(path, fixed, config), cold, results, process_usage())
+
+
+def process_usage() -> dict:
+    """This process's peak resident memory and CPU time so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+    }
+
+
+@dataclass(frozen=True)
+class OpShare:
+    op: str
+    total_us: float
+    share: float  # of all node time in the profile
+
+
+def profile(
+    model: Path | str | None,
+    settings: SessionSettings,
+    overrides: Overrides,
+    batch_size: int,
+    dest: Path,
+    runs: int = 200,
+) -> list[OpShare]:
+    """`runs` calls at `batch_size` with onnxruntime's profiler on (one session, not split);
+    the profile is saved as `dest`; returns time per op type, largest first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        traced = replace(settings, split_batches=False, profile_prefix=str(Path(tmp) / "ort"))
+        with Classifier(model, settings=traced, overrides=overrides) as clf:
+            x = np.random.default_rng(0).integers(0, 256, (batch_size, IMAGE_SIZE, IMAGE_SIZE))
+            for _ in range(runs):
+                clf.predict_proba(x.astype(np.uint8))
+            written = clf.end_profiling()
+        events = json.loads(written.read_text())
+        with atomic_path(dest) as out:
+            shutil.copyfile(written, out)
+    totals: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            totals[op] = totals.get(op, 0.0) + e.get("dur", 0)
+    everything = sum(totals.values()) or 1.0
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    return [OpShare(op, round(us, 1), round(us / everything, 4)) for op, us in ranked]
 
 
 def _settings(path: Path | None, fixed: int | None, config: BenchConfig) -> dict:

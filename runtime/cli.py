@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import warnings
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from typer.core import TyperGroup
 
 from runtime.contract import DEFAULT_BATCH_SIZE
 from runtime.errors import ClosedPipe, InputWarning, MnistEdgeError, OutputError
+from runtime.files import write_csv
 from runtime.options import (
     MAX_BATCH,
     BatchOpt,
@@ -29,8 +31,17 @@ from runtime.options import (
     contract_options,
     device_options,
     parse_counts,
+    parse_percentiles,
+    scenario_options,
 )
-from runtime.render import bench_lines, info_lines, prediction_line, say
+from runtime.render import (
+    bench_lines,
+    info_lines,
+    prediction_line,
+    profile_lines,
+    say,
+    scenario_lines,
+)
 
 
 class OneLineErrors(TyperGroup):
@@ -163,6 +174,7 @@ def evaluate(
 
 
 @app.command(rich_help_panel=DEVICE)
+@scenario_options
 @contract_options
 @device_options(sweep=True)
 def bench(
@@ -180,39 +192,92 @@ def bench(
     warmup: Annotated[
         float, typer.Option(min=0.0, max=600, help="Seconds of untimed calls before each case.")
     ] = 0.2,
+    percentiles: Annotated[
+        str, typer.Option(help="Percentiles to report, comma-separated.")
+    ] = "50,90,99,99.9",
     report_file: Annotated[
         Path | None, typer.Option("--report", help="Also save the JSON report to this file.")
+    ] = None,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Also save the results as CSV to this file.")
+    ] = None,
+    profile_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--profile",
+            help="Also save onnxruntime's per-op profile (200 calls at the largest batch size, "
+            "one session) to this file and print the top ops.",
+        ),
     ] = None,
     json_out: JsonOpt = False,
     settings=None,
     overrides=None,
+    scenario=None,
 ):
-    """Cold start, then latency percentiles and throughput per thread count and batch size."""
-    from runtime.bench import BenchConfig
-    from runtime.bench import bench as run_bench
+    """Cold start, then latency percentiles and throughput per thread count and batch size; or
+    an MLPerf scenario (--scenario) with open-loop load and the micro-batcher."""
+    from runtime import bench as measuring
     from runtime.files import write_json
 
     sizes = parse_counts(batch_sizes, "--batch-sizes", MAX_BATCH)
-    config = BenchConfig(sizes, settings, duration, runs, warmup, overrides=overrides)
-    if report_file and not report_file.parent.is_dir():
-        raise OutputError(
-            f"--report {report_file}: expected an existing folder {report_file.parent}"
+    asked = parse_percentiles(percentiles)
+    for option, path in (
+        ("--report", report_file),
+        ("--csv", csv_file),
+        ("--profile", profile_file),
+    ):
+        if path and not path.parent.is_dir():
+            raise OutputError(f"{option} {path}: expected an existing folder {path.parent}")
+    if scenario is not None:
+        report = _run_scenario(
+            model, settings[0], overrides, replace(scenario, duration=duration, percentiles=asked)
         )
-    progress = typer.progressbar(
-        length=len(sizes) * len(settings),
-        label="measuring",
-        file=sys.stderr,
-        hidden=not sys.stderr.isatty(),
-    )
-    with progress as bar:
-        report = run_bench(model, config, on_case=lambda: bar.update(1))
+    else:
+        config = measuring.BenchConfig(
+            sizes, settings, duration, runs, warmup, overrides=overrides, percentiles=asked
+        )
+        progress = typer.progressbar(
+            length=len(sizes) * len(settings),
+            label="measuring",
+            file=sys.stderr,
+            hidden=not sys.stderr.isatty(),
+        )
+        with progress as bar:
+            report = measuring.bench(model, config, on_case=lambda: bar.update(1))
+    payload = report.to_dict()
+    ops = None
+    if profile_file:
+        ops = measuring.profile(model, settings[0], overrides, max(sizes), profile_file)
+        payload["profile"] = {"file": str(profile_file), "ops": [asdict(o) for o in ops]}
     if report_file:
-        write_json(report_file, report.to_dict())
+        write_json(report_file, payload)
+    if csv_file:
+        write_csv(
+            csv_file,
+            [
+                {k: v for k, v in asdict(r).items() if k != "percentiles_us"} | r.percentiles_us
+                for r in report.results
+            ],
+        )
     if json_out:
-        say(json.dumps(report.to_dict()))
+        say(json.dumps(payload))
         return
-    for line in bench_lines(report):
+    lines = scenario_lines(report) if scenario is not None else bench_lines(report)
+    for line in [*lines, *profile_lines(ops or [], profile_file)]:
         say(line)
+
+
+def _run_scenario(model, settings, overrides, config):
+    from runtime.scenarios import run_scenario
+
+    clf = classifier(model, settings, overrides)
+    with clf:
+        step = (
+            (lambda text: typer.echo(f"measuring: {text}", err=True))
+            if sys.stderr.isatty()
+            else None
+        )
+        return run_scenario(clf, config, step)
 
 
 @app.command(rich_help_panel=DEVICE)

@@ -5,6 +5,7 @@ stays."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import stat
@@ -94,3 +95,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_csv(dest: Path | str, rows: list[dict]) -> None:
+    """Write `rows` (dicts with the same keys) as CSV with a header, atomically."""
+    with atomic_path(dest) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)

@@ -203,6 +203,90 @@ _CONTRACT_PARAMS = {
 }
 
 
+_SCENARIO = "Scenarios (MLPerf LoadGen's)"
+
+
+def _scenario_option(kind, default, *names, help: str, **extra):
+    option = typer.Option(*names, help=help, rich_help_panel=_SCENARIO, **extra)
+    return Annotated[kind, option], default
+
+
+_SCENARIO_PARAMS = {
+    "scenario": _scenario_option(
+        str | None,
+        None,
+        "--scenario",
+        help="single-stream, multi-stream, server or offline, as MLPerf defines them "
+        "(README: Scenarios). Default: the latency sweep.",
+        show_default=False,
+    ),
+    "qps": _scenario_option(float, 1000.0, "--qps", help="server: Poisson arrivals per second."),
+    "find_peak": _scenario_option(
+        bool,
+        False,
+        "--find-peak",
+        help="server: search for the highest --qps whose p99 stays under --latency-bound-ms.",
+    ),
+    "latency_bound_ms": _scenario_option(
+        float, 2.0, "--latency-bound-ms", help="server: the p99 bound for --find-peak."
+    ),
+    "samples_per_query": _scenario_option(
+        int, 8, "--samples-per-query", help="multi-stream: images per query."
+    ),
+    "interval_ms": _scenario_option(
+        float, 1.0, "--interval-ms", help="multi-stream: one query every this many ms."
+    ),
+    "batching": _scenario_option(
+        bool,
+        True,
+        "--batching/--no-batching",
+        help="server, multi-stream: concurrent queries through the micro-batcher, or each on "
+        "its own worker thread.",
+    ),
+    "max_batch": _scenario_option(
+        int | None,
+        None,
+        "--max-batch",
+        help="The batcher's largest call. Default: 64; multi-stream: --samples-per-query.",
+        show_default=False,
+    ),
+    "max_delay_us": _scenario_option(
+        float, 200.0, "--max-delay-us", help="How long the batcher waits for more requests."
+    ),
+}
+
+
+def scenario_options(command: Callable) -> Callable:
+    """Give `command` the scenario options; it receives a ScenarioConfig (or None for the
+    default sweep) as `scenario`, with the duration and percentiles it passes in later."""
+
+    def build(scenario, max_batch, samples_per_query, **options):
+        if scenario is None:
+            return None
+        from runtime.scenarios import ScenarioConfig
+
+        if max_batch is None:
+            max_batch = samples_per_query if scenario == "multi-stream" else 64
+        return ScenarioConfig(
+            scenario, max_batch=max_batch, samples_per_query=samples_per_query, **options
+        )
+
+    return _grouped(command, "scenario", _SCENARIO_PARAMS, build)
+
+
+def parse_percentiles(text: str) -> tuple[float, ...]:
+    """'50,90,99,99.9' -> (50.0, 90.0, 99.0, 99.9); each strictly between 0 and 100."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(0 < v < 100 for v in values):
+        raise InputError(
+            f"--percentiles: expected numbers between 0 and 100 such as 50,99, found {text!r}"
+        )
+    return values
+
+
 def device_options(command: Callable | None = None, *, sweep: bool = False):
     """Give `command` the device options; it receives them as `settings`. With `sweep`,
     --threads takes a list and `settings` is a tuple, one SessionSettings per count."""

@@ -92,9 +92,59 @@ def bench_lines(report) -> list[str]:
     )
     for r in report.results:
         chunked = f"  (in chunks of {s['fixed_batch']})" if r.chunked else ""
+        extra = {
+            k: v for k, v in r.percentiles_us.items() if k not in ("p50", "p90", "p99", "p99.9")
+        }
+        chunked += "".join(f"  {k} {v:.1f} us" for k, v in extra.items())
         lines.append(
             f"{r.threads or 'default':>7} {r.batch_size:>6} {r.runs:>7} {r.p50_us:>10.1f} "
             f"{r.p90_us:>10.1f} {r.p99_us:>10.1f} {r.p999_us:>10.1f} {r.mean_us:>10.1f} "
             f"{r.std_us:>9.1f} {r.images_per_s:>12,.0f}{chunked}"
         )
+    p = report.process
+    lines.append(f"process: peak RSS {p['peak_rss_mb']:.0f} MB, CPU time {p['cpu_seconds']:.1f} s")
+    return lines
+
+
+def scenario_lines(report) -> list[str]:
+    s = report.settings
+    head = {
+        "single-stream": "one image at a time, back to back",
+        "multi-stream": f"{s['samples_per_query']} images every {s['interval_ms']:g} ms",
+        "server": f"Poisson arrivals, p99 bound {s['latency_bound_ms']:g} ms"
+        if s["find_peak"]
+        else f"Poisson arrivals at {s['qps']:g} qps",
+        "offline": f"{s['offline_images']} images at once",
+    }[report.scenario]
+    batching = (
+        f"micro-batcher (max batch {s['max_batch']}, max delay {s['max_delay_us']:g} us)"
+        if s["batching"]
+        else f"{s['workers']} worker threads, no batching"
+    )
+    lines = [f"model {s['model']}", f"{report.scenario}: {head}; {batching}"]
+    if report.scenario in ("single-stream", "offline"):
+        lines[-1] = f"{report.scenario}: {head}"
+    names = list(report.results[0].percentiles_us) if report.results else []
+    lines.append(
+        f"{'offered qps':>12} {'achieved':>10} {'images/s':>10} {'mean batch':>10} "
+        + " ".join(f"{n + ' us':>10}" for n in names)
+        + f" {'refused':>8}"
+    )
+    for r in report.results:
+        offered = f"{r.qps_target:,.0f}" if r.qps_target else "-"
+        rates = f"{offered:>12} {r.qps_achieved:>10,.0f} {r.images_per_s:>10,.0f}"
+        values = " ".join(f"{v:>10.1f}" for v in r.percentiles_us.values())
+        lines.append(f"{rates} {r.mean_batch:>10.2f} {values} {r.overloaded:>8}")
+    if report.peak_qps is not None:
+        lines.append(f"peak {report.peak_qps:,.0f} qps with p99 <= {s['latency_bound_ms']:g} ms")
+    p = report.process
+    lines.append(f"process: peak RSS {p['peak_rss_mb']:.0f} MB, CPU time {p['cpu_seconds']:.1f} s")
+    return lines
+
+
+def profile_lines(ops, path) -> list[str]:
+    if not ops:
+        return []
+    lines = [f"onnxruntime profile saved to {path}; time by op type:"]
+    lines += [f"  {o.op:<24} {o.total_us / 1000:>9.1f} ms {o.share:>7.1%}" for o in ops[:8]]
     return lines

@@ -138,6 +138,10 @@ class Classifier:
             raise ModelError(f"{self.path}: the model gave NaN or infinite scores")
         return probs
 
+    def end_profiling(self) -> Path:
+        """Where onnxruntime wrote the per-op profile (settings.profile_prefix must be set)."""
+        return Path(self.session.end_profiling())
+
     def close(self) -> None:
         """Stop the worker threads and release the sessions; the classifier is done."""
         if self._pool is not None:
@@ -268,6 +272,9 @@ def _options(settings: SessionSettings) -> ort.SessionOptions:
     opts.enable_cpu_mem_arena = settings.memory_arena
     opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(settings.spinning)))
     opts.graph_optimization_level = _LEVELS[settings.optimization]
+    if settings.profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = settings.profile_prefix
     return opts
 
 

@@ -24,6 +24,7 @@ class SessionSettings:
     # thread, instead of threading inside each op. None: only for INT8 models, where it measured
     # 1.4x onnxruntime's own threads (edge INT8, batch 256, 2 threads); fp32 lost about 4%.
     split_batches: bool | None = None
+    profile_prefix: str | None = None  # write onnxruntime's per-op profile (bench --profile)
 
     def __post_init__(self) -> None:
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:

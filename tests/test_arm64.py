@@ -1,0 +1,41 @@
+"""The device path on 64-bit ARM, short: one emulated CPU (Cortex-A72, a Raspberry Pi 4's),
+1,000 test images. `python benchmarks/arm64.py` is the full run."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, real_mnist_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.mnist]
+
+
+def test_an_emulated_pi_4_installs_from_the_wheel_folder_and_answers_as_x86(tmp_path):
+    missing = [t for t in ("qemu-aarch64-static", "mmdebstrap") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(
+            f"needs Debian's qemu-user-static and mmdebstrap ({', '.join(missing)} missing)"
+        )
+    data = real_mnist_dir()
+    if data is None:
+        pytest.skip("needs real MNIST: set MNIST_DIR or see the README's Data section")
+    command = [
+        sys.executable, "benchmarks/arm64.py", "--cpus", "cortex-a72", "--limit", "1000",
+        "--data", str(data), "--work", str(ROOT / "build" / "arm64"),
+        "--output", str(tmp_path / "arm64.json"), "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (a72,) = json.loads(done.stdout)["cpus"]
+    assert a72["machine"] == "aarch64" and a72["cpu_name"] == "Cortex-A72"
+    assert a72["default_model"] == "mnist_edge.int8.onnx"
+    assert a72["predicted_examples"] == list("0123456789")
+    checks = {m["model"]: m for m in a72["models"]}
+    assert checks["mnist_edge.int8.onnx"]["bit_identical"]
+    for model, check in checks.items():
+        assert check["agreement"] == 1.0, model
+        assert check["max_abs_diff"] <= 1e-5, model
+        assert a72["evaluate_accuracy"][model] == check["accuracy"] == check["x86_accuracy"]
