@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ class MicroBatcher:
         max_batch: int = 64,
         max_delay_us: float = 500.0,
         max_queue: int = 4096,
+        on_call: Callable[[int], None] | None = None,  # hears each call's image count
     ):
         if max_batch < 1 or max_queue < 1 or not 0 <= max_delay_us <= 1e6:
             raise InputError(
@@ -67,6 +69,7 @@ class MicroBatcher:
         self._lock = threading.Lock()
         self._requests = self._images = self._calls = 0
         self._closed = False
+        self._on_call = on_call
         self._worker = threading.Thread(target=self._serve, name="mnist-edge-batcher", daemon=True)
         self._worker.start()
 
@@ -153,6 +156,8 @@ class MicroBatcher:
             self._requests += len(gathered)
             self._images += start
             self._calls += 1
+        if self._on_call is not None:
+            self._on_call(start)
 
 
 def _unit(batch: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import warnings
 from dataclasses import asdict, replace
@@ -20,7 +21,14 @@ import typer
 from typer.core import TyperGroup
 
 from runtime.contract import DEFAULT_BATCH_SIZE
-from runtime.errors import ClosedPipe, InputWarning, MnistEdgeError, OutputError
+from runtime.errors import (
+    ClosedPipe,
+    InputError,
+    InputWarning,
+    MissingExtraError,
+    MnistEdgeError,
+    OutputError,
+)
 from runtime.files import write_csv
 from runtime.options import (
     MAX_BATCH,
@@ -297,6 +305,91 @@ def info(model: ModelOpt = None, json_out: JsonOpt = False, overrides=None):
         return
     for line in info_lines(described):
         say(line)
+
+
+@app.command(rich_help_panel=DEVICE)
+@contract_options
+@device_options
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback wants --token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8080,
+    max_batch: Annotated[
+        int, typer.Option(min=1, max=4096, help="Most images in one inference call.")
+    ] = 64,
+    max_delay_us: Annotated[
+        float,
+        typer.Option(min=0, max=100_000, help="How long a request may wait for others to join."),
+    ] = 500.0,
+    max_queue: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Requests waiting; past it, 503.")
+    ] = 1024,
+    timeout: Annotated[
+        float, typer.Option(min=0.01, max=3600, help="Seconds a request may take; past it, 504.")
+    ] = 10.0,
+    max_body: Annotated[
+        int, typer.Option(min=1024, max=1 << 30, help="Largest request body in bytes (413).")
+    ] = 8 * 1024 * 1024,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MNIST_EDGE_TOKEN",
+            help="Require 'Authorization: Bearer TOKEN' on all but /healthz. "
+            "Default: $MNIST_EDGE_TOKEN.",
+            show_default=False,
+        ),
+    ] = None,
+    settings=None,
+    overrides=None,
+):
+    """Serve the model over HTTP with dynamic batching: POST /v1/predict, /healthz, /v1/model,
+    /metrics. SIGTERM or Ctrl-C drains the requests in flight, then exits 0."""
+    import socket
+
+    try:
+        import uvicorn
+
+        from runtime.server import ServerConfig, create_app
+    except ImportError as e:
+        raise MissingExtraError(
+            f"`mnist-edge serve` needs the serve extra ({e.name} is not installed): "
+            "pip install 'mnist-edge[serve]' (or pip install '.[serve]' in a checkout)"
+        ) from None
+    clf = classifier(model, settings, overrides)
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        warnings.warn(
+            f"--host {host}: listening beyond loopback with no --token: anyone who reaches "
+            "this port can use the model",
+            InputWarning,
+            stacklevel=2,
+        )
+    config = ServerConfig(max_batch, max_delay_us, max_queue, max_body, 4096, timeout, token)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        raise InputError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror})") from None
+    bound = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(clf, config),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=timeout + 5,
+        )
+    )
+    say(f"serving {clf.path} on http://{host}:{bound}/v1/predict (SIGTERM or Ctrl-C stops)")
+    # uvicorn drains the requests in flight on SIGTERM, then raises SIGTERM again for whatever
+    # handler was there before it: this one, so that a drained stop exits 0.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command("serve-web", rich_help_panel="Web page (from a checkout)")

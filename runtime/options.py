@@ -253,6 +253,22 @@ _SCENARIO_PARAMS = {
     "max_delay_us": _scenario_option(
         float, 200.0, "--max-delay-us", help="How long the batcher waits for more requests."
     ),
+    "url": _scenario_option(
+        str | None,
+        None,
+        "--url",
+        help="server, multi-stream: load a running `mnist-edge serve` at http://HOST:PORT "
+        "instead of a model in this process.",
+        show_default=False,
+    ),
+    "token": _scenario_option(
+        str | None,
+        None,
+        "--token",
+        envvar="MNIST_EDGE_TOKEN",
+        help="With --url: the server's bearer token. Default: $MNIST_EDGE_TOKEN.",
+        show_default=False,
+    ),
 }
 
 

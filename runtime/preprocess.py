@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -100,12 +101,17 @@ def _to_nhw(batch: np.ndarray, name: str) -> np.ndarray:
 def load_image(path: Path | str) -> np.ndarray:
     """Read an image file of any size and mode into an MNIST-style uint8 (28, 28) array."""
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: expected an image, found an empty file")
+    return read_image(path, str(path))
+
+
+def read_image(source: Path | BinaryIO, path: str) -> np.ndarray:
+    """`load_image` for a path or an open binary file (an upload); `path` names it in errors."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if path.is_file() and path.stat().st_size == 0:
-                raise InputError(f"{path}: expected an image, found an empty file")
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 frames = getattr(img, "n_frames", 1)
                 if frames > 1:
                     raise InputError(
@@ -128,7 +134,7 @@ def load_image(path: Path | str) -> np.ndarray:
         raise InputError(f"{path}: {e}") from None
 
 
-def _decoded(img: Image.Image, path: Path) -> Image.Image:
+def _decoded(img: Image.Image, path: str) -> Image.Image:
     """The image decoded at most WORK_SIDE pixels wide and tall, or refused from its size."""
     w, h = img.size
     if w * h > MAX_PIXELS:

@@ -14,8 +14,12 @@ worker threads that each call the Classifier with their own query (no batching).
 
 from __future__ import annotations
 
+import http.client
+import io
+import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -50,6 +54,9 @@ class ScenarioConfig:
     offline_images: int = 16384
     percentiles: tuple[float, ...] = (50, 90, 99, 99.9)
     seed: int = 0  # arrival times and images
+    url: str | None = None  # drive a `mnist-edge serve` over HTTP instead of a Classifier
+    token: str | None = None  # its bearer token
+    connections: int = 64  # HTTP: concurrent connections (a request waits for a free one)
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -122,7 +129,8 @@ def run_scenario(
         results, peak = _find_peak(clf, images, config, step)
     settings = {k: v for k, v in asdict(config).items() if k != "percentiles"}
     settings["percentiles"] = list(config.percentiles)
-    settings["model"] = str(clf.path)
+    settings["model"] = config.url if config.url else str(clf.path)
+    settings.pop("token")  # never in a report
     return ScenarioReport(config.scenario, settings, results, peak, process_usage())
 
 
@@ -187,10 +195,16 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
         at = time.perf_counter() - start
         complete(query, at if future.exception() is None else np.inf)
 
-    batcher = MicroBatcher(clf, config.max_batch, config.max_delay_us) if config.batching else None
-    pool = None if config.batching else ThreadPoolExecutor(config.workers)
+    client = (
+        HttpCaller(config.url, config.token, config.connections, images) if config.url else None
+    )
+    batcher = None
+    if config.batching and not client:
+        batcher = MicroBatcher(clf, config.max_batch, config.max_delay_us)
+    pool = None if batcher or client else ThreadPoolExecutor(config.workers)
     for i in range(min(config.workers * 4, 256)):  # warm the callers' per-thread bindings
-        clf.predict_proba(images[i % len(images)])
+        client.call(i) if client else clf.predict_proba(images[i % len(images)])
+    served_before = client.served_batches() if client else None
     start = time.perf_counter()
     try:
         for query, due in enumerate(arrivals):
@@ -198,11 +212,14 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
             if wait > 0:
                 time.sleep(wait)
             for k in range(per_query):
-                image = images[(query * per_query + k) % len(images)]
+                index = (query * per_query + k) % len(images)
                 try:
-                    future = (
-                        batcher.submit(image) if batcher else pool.submit(clf.predict_proba, image)
-                    )
+                    if client:
+                        future = client.submit(index)
+                    elif batcher:
+                        future = batcher.submit(images[index])
+                    else:
+                        future = pool.submit(clf.predict_proba, images[index])
                 except Overloaded:
                     refused += 1
                     complete(query, np.inf)
@@ -215,10 +232,16 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
             batcher.close()
         if pool:
             pool.shutdown(wait=True)
+        if client:
+            client.close()
     seconds = time.perf_counter() - start
     ok = np.isfinite(done)
     latency = (done - arrivals)[ok]
-    mean_batch = stats.mean_batch if batcher else 1.0
+    if client:
+        refused += client.refused
+        mean_batch = client.mean_batch_since(served_before)
+    else:
+        mean_batch = stats.mean_batch if batcher else 1.0
     return _result(
         latency,
         int(ok.sum()),
@@ -231,6 +254,67 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
         config,
         late=n - int(ok.sum()) - refused,
     )
+
+
+class HttpCaller:
+    """Requests to a `mnist-edge serve`, one .npy image each, on up to `connections`
+    keep-alive connections; 503s count as refused."""
+
+    def __init__(self, url: str, token: str | None, connections: int, images: np.ndarray):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise InputError(f"--url: expected http://HOST:PORT, found {url!r}")
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.headers = {"Content-Type": "application/octet-stream"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.bodies = [_npy_bytes(image) for image in images]
+        self.pool = ThreadPoolExecutor(connections, thread_name_prefix="mnist-edge-http")
+        self.local = threading.local()
+        self.refused = 0
+
+    def submit(self, index: int) -> Future:
+        return self.pool.submit(self.call, index)
+
+    def call(self, index: int) -> None:
+        status, body = self._request("POST", "/v1/predict", self.bodies[index % len(self.bodies)])
+        if status == 503:
+            self.refused += 1
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+
+    def served_batches(self) -> tuple[float, float]:
+        """(images, calls) the server's batcher has made so far, from its /metrics."""
+        _, text = self._request("GET", "/metrics", None)
+        found = dict(re.findall(rb"^mnist_edge_batch_images_(sum|count) (\S+)$", text, re.M))
+        return float(found.get(b"sum", 0)), float(found.get(b"count", 0))
+
+    def mean_batch_since(self, before: tuple[float, float]) -> float:
+        images, calls = (a - b for a, b in zip(self.served_batches(), before, strict=True))
+        return images / calls if calls else 0.0
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = self.local.connection = http.client.HTTPConnection(
+                self.host, self.port, timeout=30
+            )
+        try:
+            connection.request(method, path, body, self.headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.local.connection = None
+            raise InputError(f"--url: {method} {path} failed ({e})") from None
+
+
+def _npy_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, image[None])
+    return buffer.getvalue()
 
 
 def _find_peak(clf, images, config, step) -> tuple[list[ScenarioResult], float]:

@@ -1,0 +1,191 @@
+"""`mnist-edge serve` over real HTTP on 127.0.0.1: the CLI's answers, many clients, shedding
+load with 503, the 400/401/413 cases, and a SIGTERM that loses no accepted request. Every
+request goes to loopback; every loop is bounded."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("starlette", reason="needs the serve extra: pip install '.[serve]'")
+pytest.importorskip("uvicorn", reason="needs the serve extra: pip install '.[serve]'")
+
+from runtime.cli import app
+from tests.conftest import ROOT, synthetic_digits
+
+DIGIT = ROOT / "examples" / "digits" / "7.png"
+
+
+class Server:
+    def __init__(self, *args: str, env: dict | None = None):
+        command = [sys.executable, "-m", "runtime.cli", "serve", "--port", "0", *args]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        line = self.process.stdout.readline()  # "serving ... on http://127.0.0.1:PORT/v1/predict"
+        assert "http://127.0.0.1:" in line, line + self.process.stderr.read()
+        self.port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        deadline = time.monotonic() + 30
+        while self.request("GET", "/healthz")[0] != 200:
+            assert time.monotonic() < deadline, "not ready in 30 s"
+            time.sleep(0.05)
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request(method, path, body, headers or {})
+            response = connection.getresponse()
+            return response.status, response.read(), dict(response.getheaders())
+        except ConnectionRefusedError:
+            return 0, b"", {}
+        finally:
+            connection.close()
+
+    def predict(self, body: bytes, headers=None):
+        status, data, head = self.request("POST", "/v1/predict", body, headers)
+        return status, json.loads(data), head
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tiny_model):
+    s = Server("--model", str(tiny_model))
+    yield s
+    s.stop()
+
+
+def npy(images: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    return buffer.getvalue()
+
+
+def test_answers_are_the_clis(server, tiny_model):
+    status, body, _ = server.predict(DIGIT.read_bytes())
+    assert status == 200
+    (row,) = body["predictions"]
+    cli = json.loads(
+        CliRunner()
+        .invoke(app, ["predict", str(DIGIT), "--model", str(tiny_model), "--json"])
+        .stdout
+    )
+    assert (row["label"], row["confidence"]) == (cli["label"], cli["confidence"])
+    assert abs(sum(row["probabilities"]) - 1) < 1e-4
+
+    images = synthetic_digits(5)[0]
+    status, body, _ = server.predict(npy(images))
+    assert status == 200 and len(body["predictions"]) == 5
+    assert json.loads(server.request("GET", "/v1/model")[1])["path"] == str(tiny_model.resolve())
+
+
+def test_64_concurrent_clients_get_no_errors_and_are_batched(server):
+    body = npy(synthetic_digits(1)[0])
+
+    def client(_):
+        return [server.predict(body)[0] for _ in range(5)]
+
+    with ThreadPoolExecutor(64) as pool:
+        statuses = [s for batch in pool.map(client, range(64)) for s in batch]
+    assert statuses == [200] * 320
+    metrics = server.request("GET", "/metrics")[1].decode()
+    assert 'mnist_edge_requests_total{code="200",route="predict"} 320.0' in metrics
+    count = float(metrics.split("mnist_edge_batch_images_count ")[1].split()[0])
+    assert count < 320  # some calls served several requests
+
+
+def test_overload_is_shed_with_503_and_retry_after():
+    # the cnn on 500 images a request (about 60 ms) keeps the worker busy while the others
+    # arrive; two may wait, the rest are refused
+    s = Server("--model", "mnist_cnn.onnx", "--max-queue", "2", "--max-batch", "500")
+    try:
+        body = npy(np.resize(synthetic_digits(1)[0], (500, 28, 28)))
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(lambda _: s.predict(body), range(24)))
+    finally:
+        assert s.stop() == 0
+    codes = [a[0] for a in answers]
+    assert set(codes) == {200, 503} and codes.count(503) >= 12
+    assert all(a[2].get("retry-after") == "1" for a in answers if a[0] == 503)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "code", "fragment"),
+    [
+        (b"not a picture", {}, 400, "not an image file"),
+        (npy(np.zeros((2, 5, 5))), {}, 400, "expected images shaped"),
+        (b"", {}, 400, "found nothing"),
+        (b"x" * 5000, {}, 413, "at most 4,096 bytes"),
+    ],
+    ids=["not-an-image", "wrong-shape", "empty", "too-large"],
+)
+def test_bad_requests_get_the_clis_one_line_in_json(tiny_model, body, headers, code, fragment):
+    s = Server("--model", str(tiny_model), "--max-body", "4096")
+    try:
+        status, answer, _ = s.predict(body, headers)
+    finally:
+        s.stop()
+    assert status == code and fragment in answer["error"] and "Traceback" not in answer["error"]
+
+
+def test_a_token_guards_every_route_but_healthz(tiny_model):
+    s = Server("--model", str(tiny_model), env={"MNIST_EDGE_TOKEN": "s3cret"})
+    try:
+        body = DIGIT.read_bytes()
+        assert s.predict(body)[0] == 401
+        assert s.predict(body, {"Authorization": "Bearer wrong"})[0] == 401
+        assert s.predict(body, {"Authorization": "Bearer s3cret"})[0] == 200
+        assert s.request("GET", "/metrics")[0] == 401
+        assert s.request("GET", "/healthz")[0] == 200
+    finally:
+        s.stop()
+
+
+def test_sigterm_drains_the_accepted_requests_then_exits_0(tiny_model):
+    # a 100 ms batching delay keeps the requests waiting inside the server when SIGTERM comes
+    s = Server("--model", str(tiny_model), "--max-delay-us", "100000", "--max-batch", "64")
+    body = npy(synthetic_digits(1)[0])
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(s.predict, body) for _ in range(8)]
+        time.sleep(0.05)
+        s.process.send_signal(signal.SIGTERM)
+        statuses = [f.result(timeout=30)[0] for f in futures]
+    assert statuses == [200] * 8
+    assert s.process.wait(timeout=30) == 0
+
+
+def test_serve_says_what_to_install_without_the_extra(tiny_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    result = CliRunner().invoke(app, ["serve", "--model", str(tiny_model)])
+    assert result.exit_code == 2 and "pip install 'mnist-edge[serve]'" in result.stderr
+
+
+def test_bench_drives_the_server_over_http(server):
+    url = f"http://127.0.0.1:{server.port}"
+    args = ["bench", "--scenario", "server", "--qps", "200", "--duration", "0.5", "--url", url]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["results"]
+    assert row["queries"] > 50 and row["overloaded"] == 0 and row["mean_batch"] >= 1
+
+
+def test_a_busy_port_is_one_line(server, tiny_model):
+    result = CliRunner().invoke(
+        app, ["serve", "--model", str(tiny_model), "--port", str(server.port)]
+    )
+    assert result.exit_code == 2 and f"--port {server.port}: cannot listen" in result.stderr
