@@ -132,6 +132,41 @@ def predict(
     ] = 1,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     json_out: JsonOpt = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: this process; ray: Ray Data actors, for archives larger than one "
+            "machine handles (needs --output and the scale extra).",
+            rich_help_panel="Scale-out (Ray)",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine ray: the cluster to join (ray://HOST:10001 or HOST:6379). "
+            "Default: a local Ray started for the run.",
+            rich_help_panel="Scale-out (Ray)",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=4096,
+            help="With --engine ray: scoring actors, one CPU each. Default: the CPUs less one.",
+            rich_help_panel="Scale-out (Ray)",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --engine ray: write the results here, .jsonl or .parquet.",
+            rich_help_panel="Scale-out (Ray)",
+            show_default=False,
+        ),
+    ] = None,
     settings=None,
     overrides=None,
 ):
@@ -139,6 +174,14 @@ def predict(
     import numpy as np
 
     from runtime.inputs import iter_inputs
+
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine: expected local or ray, found {engine!r}")
+    if engine == "ray":
+        _predict_on_ray(inputs, model, overrides, ray_address, workers, output, json_out)
+        return
+    if output or ray_address or workers:
+        raise InputError("--output, --ray-address and --workers go with --engine ray")
 
     clf = classifier(model, settings, overrides, batch_size=batch_size)
     labels = clf.contract.labels
@@ -148,6 +191,27 @@ def predict(
         for name, p, best in zip(names, probs, order, strict=True):
             ranked = [(labels[i], float(p[i])) for i in best]
             say(prediction_line(name, ranked, json_out))
+
+
+def _predict_on_ray(inputs, model, overrides, address, workers, output, json_out) -> None:
+    if output is None:
+        raise InputError("--output: --engine ray writes its results to a file, found none")
+    try:
+        from runtime.distributed import predict_on_ray
+    except ImportError as e:
+        raise MissingExtraError(
+            f"--engine ray needs the scale extra ({e.name} is not installed): "
+            "pip install 'mnist-edge[scale]' (or pip install '.[scale]' in a checkout)"
+        ) from None
+    run = predict_on_ray(inputs, output, model and str(model), overrides, address, workers)
+    summary = {**asdict(run), "images_per_s": round(run.images_per_s, 1)}
+    if json_out:
+        say(json.dumps(summary))
+        return
+    say(
+        f"wrote {run.output}: {run.images:,} images in {run.shards} shards on {run.workers} "
+        f"Ray workers, {run.seconds:.1f} s ({run.images_per_s:,.0f} images/s)"
+    )
 
 
 @app.command(rich_help_panel=DEVICE)
@@ -204,7 +268,7 @@ def bench(
         str, typer.Option(help="Percentiles to report, comma-separated.")
     ] = "50,90,99,99.9",
     report_file: Annotated[
-        Path | None, typer.Option("--report", help="Also save the JSON report to this file.")
+        Path | None, typer.Option("--output", help="Also save the JSON report to this file.")
     ] = None,
     csv_file: Annotated[
         Path | None, typer.Option("--csv", help="Also save the results as CSV to this file.")

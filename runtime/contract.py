@@ -38,7 +38,9 @@ class Overrides:
         if self.layout is not None and self.layout not in LAYOUTS:
             raise InputError(f"--layout: expected one of {', '.join(LAYOUTS)}, found {self.layout}")
         if self.output is not None and self.output not in OUTPUTS:
-            raise InputError(f"--output: expected one of {', '.join(OUTPUTS)}, found {self.output}")
+            raise InputError(
+                f"--model-output: expected one of {', '.join(OUTPUTS)}, found {self.output}"
+            )
         if self.input_range is not None and (self.mean is not None or self.std is not None):
             raise InputError("--input-range: give either it or --mean/--std, found both")
         if self.std is not None and (self.std == 0 or not np.isfinite(self.std)):

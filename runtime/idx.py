@@ -46,14 +46,17 @@ def read_idx(path: Path) -> np.ndarray:
     return _array(data, dtype, dims)
 
 
-def iter_idx(path: Path, batch_size: int) -> Iterator[np.ndarray]:
-    """Stream an IDX file in chunks of `batch_size` records: memory bounded by the chunk."""
+def iter_idx(path: Path, batch_size: int, start: int = 0) -> Iterator[np.ndarray]:
+    """Stream an IDX file in chunks of `batch_size` records from record `start`: memory bounded
+    by the chunk. A raw file seeks there; a gzip one decompresses its way there."""
     name = str(path)
     with _open_stream(path) as f:
         dtype, dims = _read_header(f, name)
         _check_plausible(path, dims, dtype)
         record = math.prod(dims[1:]) * dtype.itemsize
-        done = 0
+        done = min(start, dims[0])
+        if done:
+            f.seek(f.tell() + done * record)  # gzip: reads and drops what comes before
         while done < dims[0]:
             n = min(batch_size, dims[0] - done)
             chunk = _read(f, n * record, name)

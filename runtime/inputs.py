@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +105,63 @@ def check_regular_file(path: Path) -> None:
         raise InputError(f"{path}: expected a file, found a folder")
     if not stat.S_ISREG(mode):
         raise InputError(f"{path}: expected a regular file, found a device, FIFO or socket")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A slice of the inputs that one task reads and scores: an image file, or a range of an
+    array or IDX file."""
+
+    path: str
+    kind: str  # "image", "npy" or "idx"
+    start: int
+    stop: int
+
+
+def plan_shards(paths: list[Path], size: int) -> list[Shard]:
+    """The inputs cut into shards of at most `size` images, from the files' headers alone (a
+    missing or unreadable file is refused here, before any work is sent out)."""
+    shards = []
+    for path in paths:
+        kind = _kind(path)
+        if kind == "image":
+            shards.append(Shard(str(path), kind, 0, 1))
+            continue
+        count = _count(path, kind)
+        shards += [Shard(str(path), kind, a, min(a + size, count)) for a in range(0, count, size)]
+    return shards
+
+
+def read_shard(shard: Shard) -> tuple[list[str], np.ndarray]:
+    """A shard's names and checked images, as `iter_inputs` would give them."""
+    path = Path(shard.path)
+    if shard.kind == "image":
+        return [shard.path], as_images(load_image(path), shard.path)
+    size = shard.stop - shard.start
+    if shard.kind == "npy":
+        chunk = next(itertools.islice(_chunks(path, shard.kind, size), shard.start // size, None))
+    else:
+        try:
+            chunk = next(iter_idx(path, size, shard.start))
+        except DataError as e:
+            raise InputError(str(e)) from None
+    names = [f"{shard.path}[{i}]" for i in range(shard.start, shard.stop)]
+    return names, as_images(chunk, shard.path)
+
+
+def _count(path: Path, kind: str) -> int:
+    if kind == "npy":
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OverflowError, OSError) as e:
+            raise InputError(f"{path}: cannot read .npy array ({e})") from None
+        if array.ndim == 0:
+            raise InputError(f"{path}: expected an array of images, found a single number")
+        return 1 if array.shape == (IMAGE_SIZE, IMAGE_SIZE) else len(array)
+    try:
+        dims = idx_shape(path)
+    except DataError as e:
+        raise InputError(str(e)) from None
+    if len(dims) == 1:
+        raise InputError(f"{path}: expected an IDX image file, found a 1-D (label) file")
+    return dims[0]

@@ -180,7 +180,7 @@ _CONTRACT_PARAMS = {
         Annotated[
             str | None,
             typer.Option(
-                "--output",
+                "--model-output",
                 help=f"What the model outputs: {', '.join(OUTPUTS)}. Default: metadata, else "
                 "judged from its scores.",
                 rich_help_panel=_CONTRACT,

@@ -241,7 +241,7 @@ def test_bench_sweeps_threads_reports_cold_start_and_saves_json(tiny_model, tmp_
         "--no-memory-arena",
         "--optimization",
         "basic",
-        "--report",
+        "--output",
         out,
     )
     assert result.exit_code == 0, result.output

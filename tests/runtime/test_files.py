@@ -62,10 +62,10 @@ def test_bench_output_to_an_unwritable_place_is_one_line(tiny_model, tmp_path):
             "3",
             "--batch-sizes",
             "1",
-            "--report",
+            "--output",
             str(tmp_path / "file" / "b.json"),
         ],
     )
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "--report" in result.stderr and "b.json: expected an existing folder" in result.stderr
+    assert "--output" in result.stderr and "b.json: expected an existing folder" in result.stderr

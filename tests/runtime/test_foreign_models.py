@@ -188,7 +188,7 @@ def test_several_score_outputs_need_a_choice_and_take_one(tmp_path):
         (["--std", "0"], "--std: expected a finite non-zero number"),
         (["--input-range", "1"], "--input-range: expected LOW,HIGH"),
         (["--layout", "CHW"], "--layout: expected one of NHWC, NCHW, NHW, NF"),
-        (["--output", "scores"], "--output: expected one of probabilities"),
+        (["--model-output", "scores"], "--model-output: expected one of probabilities"),
         (["--output-name", "nope"], "--output-name: expected one of ['output']"),
         (["--layout", "NHWC"], "found ['batch_size', 1, 28, 28] (layout NHWC)"),
     ],

@@ -214,7 +214,7 @@ def test_labels_header_declaring_billions_is_refused_before_reading(mnist_folder
 
 
 def test_output_that_is_a_device_is_refused_and_left_alone(tiny_model):
-    result = runner.invoke(app, _bench(tiny_model, "--report", "/dev/null"))
+    result = runner.invoke(app, _bench(tiny_model, "--output", "/dev/null"))
     assert_one_line(result, "/dev/null: expected a regular file to write, found a character device")
     assert Path("/dev/null").is_char_device()
 
@@ -223,7 +223,7 @@ def test_output_through_a_symlink_replaces_its_target_and_keeps_the_link(tiny_mo
     target, link = tmp_path / "target.json", tmp_path / "link.json"
     target.write_text("{}")
     link.symlink_to(target)
-    result = runner.invoke(app, _bench(tiny_model, "--report", str(link)))
+    result = runner.invoke(app, _bench(tiny_model, "--output", str(link)))
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and link.resolve() == target
     assert '"results"' in target.read_text()
