@@ -91,6 +91,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     # click's plain help: rich's boxes cut option names at 80 columns and print <bool> on flags
     rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # wide terminals get whole command summaries
 )
 DEVICE = "Device (runtime only)"
 
