@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runtime.batcher import MicroBatcher  # noqa: E402
-from runtime.scenarios import MAX_PEAK_TRIALS, ScenarioConfig, run_scenario  # noqa: E402
+from runtime.scenarios import ScenarioConfig, run_scenario, search_peak  # noqa: E402
 from runtime.session import Classifier  # noqa: E402
 from runtime.settings import cpu_count  # noqa: E402
 
@@ -56,7 +56,9 @@ def main() -> int:
         )  # fmt: skip
         ours = run_scenario(clf, config)
         trials = []
-        theirs = _bisect(lambda q: _loadgen_trial(lg, clf, images, q, args, trials), args)
+        theirs = search_peak(
+            lambda q: _loadgen_trial(lg, clf, images, q, args, trials), args.start_qps
+        )
     summary = {
         "model": str(clf.path),
         "bound_ms": args.bound_ms,
@@ -73,20 +75,6 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
-
-
-def _bisect(valid_at, args) -> float:
-    """The same search as `mnist-edge bench --find-peak`: double, then bisect to 5%."""
-    low, high, qps = 0.0, None, args.start_qps
-    for _ in range(MAX_PEAK_TRIALS):
-        if valid_at(qps):
-            low = qps
-        else:
-            high = qps
-        if high is not None and high - low <= 0.05 * high:
-            break
-        qps = qps * 2 if high is None else (low + high) / 2
-    return round(low, 1)
 
 
 def _loadgen_trial(lg, clf, images, qps, args, trials) -> bool:

@@ -57,14 +57,7 @@ def _array_batches(
 
 def _chunks(path: Path, kind: str, batch_size: int) -> Iterator[np.ndarray]:
     if kind == "npy":
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OverflowError, OSError) as e:
-            raise InputError(f"{path}: cannot read .npy array ({e})") from None
-        if array.ndim == 0:
-            raise InputError(f"{path}: expected an array of images, found a single number")
-        if array.shape == (IMAGE_SIZE, IMAGE_SIZE):
-            array = array[None]
+        array = _open_npy(path)
         for start in range(0, max(len(array), 1), batch_size):
             yield np.asarray(array[start : start + batch_size])
         return
@@ -74,6 +67,17 @@ def _chunks(path: Path, kind: str, batch_size: int) -> Iterator[np.ndarray]:
         yield from iter_idx(path, batch_size)
     except DataError as e:
         raise InputError(str(e)) from None
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    """A .npy file mapped, not read: one (28, 28) image becomes a batch of one."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OverflowError, OSError) as e:
+        raise InputError(f"{path}: cannot read .npy array ({e})") from None
+    if array.ndim == 0:
+        raise InputError(f"{path}: expected an array of images, found a single number")
+    return array[None] if array.shape == (IMAGE_SIZE, IMAGE_SIZE) else array
 
 
 def _kind(path: Path) -> str:
@@ -151,13 +155,7 @@ def read_shard(shard: Shard) -> tuple[list[str], np.ndarray]:
 
 def _count(path: Path, kind: str) -> int:
     if kind == "npy":
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OverflowError, OSError) as e:
-            raise InputError(f"{path}: cannot read .npy array ({e})") from None
-        if array.ndim == 0:
-            raise InputError(f"{path}: expected an array of images, found a single number")
-        return 1 if array.shape == (IMAGE_SIZE, IMAGE_SIZE) else len(array)
+        return len(_open_npy(path))
     try:
         dims = idx_shape(path)
     except DataError as e:

@@ -317,24 +317,35 @@ def _npy_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _find_peak(clf, images, config, step) -> tuple[list[ScenarioResult], float]:
-    """Double the rate while p99 holds the bound and nothing is refused, then bisect."""
-    bound_us = config.latency_bound_ms * 1000
-    low, high, qps = 0.0, None, config.qps
-    results = []
+def search_peak(holds_at: Callable[[float], bool], start: float) -> float:
+    """The highest rate at which `holds_at` is true: double from `start` until it fails, then
+    bisect to within 5%, in at most MAX_PEAK_TRIALS trials."""
+    low, high, qps = 0.0, None, start
     for _ in range(MAX_PEAK_TRIALS):
-        step(f"server at {qps:,.0f} qps (peak search)")
-        r = _open_loop(clf, images, _with_qps(config, qps), multi=False)
-        results.append(r)
-        holds = r.p99_us <= bound_us and r.overloaded == 0  # a backlog shows in the p99
-        if holds:
+        if holds_at(qps):
             low = qps
         else:
             high = qps
         if high is not None and high - low <= 0.05 * high:
             break
         qps = qps * 2 if high is None else (low + high) / 2
-    return results, round(low, 1)
+    return round(low, 1)
+
+
+def _find_peak(clf, images, config, step) -> tuple[list[ScenarioResult], float]:
+    """`search_peak` over server runs: a rate holds while p99 stays under the bound and nothing
+    is refused (a backlog shows in the p99)."""
+    bound_us = config.latency_bound_ms * 1000
+    results = []
+
+    def holds_at(qps: float) -> bool:
+        step(f"server at {qps:,.0f} qps (peak search)")
+        r = _open_loop(clf, images, _with_qps(config, qps), multi=False)
+        results.append(r)
+        return r.p99_us <= bound_us and r.overloaded == 0
+
+    peak = search_peak(holds_at, config.qps)
+    return results, peak
 
 
 def _with_qps(config: ScenarioConfig, qps: float) -> ScenarioConfig:
