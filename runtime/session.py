@@ -70,7 +70,13 @@ class Classifier:
             settings = replace(settings, threads=threads)
         self.path = resolve_model(path)
         self.settings = settings
-        overrides = overrides or Overrides(**contract)  # type: ignore[arg-type]
+        if overrides is None:
+            known = set(Overrides.__dataclass_fields__)
+            if unknown := sorted(set(contract) - known):
+                raise InputError(
+                    f"Classifier: expected keywords of {sorted(known)}, found {unknown}"
+                )
+            overrides = Overrides(**contract)  # type: ignore[arg-type]
 
         # A large batch may be split across single-thread sessions (INT8 models by default).
         # Whether the model is INT8 is in its metadata, known once a session is open: open the
