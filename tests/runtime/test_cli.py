@@ -266,3 +266,23 @@ def test_predict_streams_a_large_idx_file_in_batches(tiny_model, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 700 and rows[-1]["input"] == f"{idx}[699]"
+
+
+def test_help_at_80_columns_keeps_option_names_whole(monkeypatch):
+    from tests.conftest import cli_app
+
+    monkeypatch.setenv("COLUMNS", "80")
+    result = CliRunner().invoke(cli_app(), ["quantize", "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    assert "--fp32-single-channel-convs / --int8-single-channel-convs" in result.stdout
+    assert "--calibration-size" in result.stdout and "<bool>" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_the_cli_module_loads_without_onnxruntime():
+    import subprocess
+    import sys
+
+    code = "import sys, runtime.cli; print('onnxruntime' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # --help and usage errors never pay for it
