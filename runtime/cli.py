@@ -295,7 +295,7 @@ def bench(
     sizes = parse_counts(batch_sizes, "--batch-sizes", MAX_BATCH)
     asked = parse_percentiles(percentiles)
     for option, path in (
-        ("--report", report_file),
+        ("--output", report_file),
         ("--csv", csv_file),
         ("--profile", profile_file),
     ):
