@@ -15,7 +15,8 @@ _SOURCE_MODELS = Path(__file__).parent.parent / "exported"  # a source checkout
 
 
 def default_model_name() -> str:
-    """The INT8 edge model where its kernels are exact (x86 with VNNI, ARM64), else fp32."""
+    """The INT8 edge model where its answers were shown exact (ARM64, x86 with AVX2 or VNNI),
+    else fp32 (runtime/cpu.py says on what each case rests)."""
     return INT8_MODEL if int8_exact() else FP32_MODEL
 
 

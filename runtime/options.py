@@ -25,7 +25,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         help="ONNX model file, or a shipped model's name. Default: the shipped edge CNN, INT8 "
-        "where the CPU runs 8-bit kernels exactly (x86 VNNI, ARM64), else fp32; "
+        "where its answers were shown exact (ARM64, x86 with AVX2), else fp32; "
         "$MNIST_EDGE_MODEL overrides.",
         dir_okay=False,
     ),

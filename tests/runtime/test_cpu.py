@@ -13,14 +13,15 @@ from runtime.cpu import int8_exact
     [
         ("x86_64", {"avx2", "avx512f", "avx512_vnni"}, True),
         ("x86_64", {"avx2", "avx_vnni"}, True),
-        ("x86_64", {"avx2", "avx512f"}, False),  # vpmaddubsw saturates: keep fp32
+        ("x86_64", {"avx2", "avx512f"}, True),  # bit-identical under emulated Haswell
+        ("x86_64", {"sse4_2"}, False),  # no evidence without AVX2: the fp32 model
         ("AMD64", set(), False),
         ("aarch64", set(), True),
         ("arm64", {"asimd"}, True),
         ("riscv64", {"v"}, False),  # unknown: the safe choice
     ],
 )
-def test_int8_counts_as_exact_only_with_dot_product_instructions(machine, flags, exact):
+def test_int8_is_the_default_only_where_the_evidence_says_exact(machine, flags, exact):
     assert int8_exact(machine, flags) is exact
 
 
