@@ -7,7 +7,7 @@ against offered load).
 - server: the peak rate whose p99 stays under 2 ms, and p99 at a ladder of offered rates,
   through the micro-batcher and through worker threads with no batching;
 - multi-stream: 8 images every 1 ms;
-- HTTP: `mnist-edge serve` on 127.0.0.1 driven by `bench --url` at the same bound, batching on
+- HTTP: `mnist-edge serve` on 127.0.0.1 driven by `bench --url` (p99 bound 20 ms), batching on
   (the default) and off (--max-batch 1); and what HTTP costs a request, single-stream, against
   the same call in process.
 """
@@ -35,10 +35,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per measurement")
     parser.add_argument("--bound-ms", type=float, default=2.0)
+    # HTTP client and server share these 2 cores: a 2 ms p99 is out of reach at any rate
+    parser.add_argument("--http-bound-ms", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     args = parser.parse_args()
     base = ScenarioConfig("server", duration=args.duration, latency_bound_ms=args.bound_ms)
-    report: dict = {"bound_ms": args.bound_ms, "duration_s": args.duration}
+    report: dict = {
+        "bound_ms": args.bound_ms,
+        "http_bound_ms": args.http_bound_ms,
+        "duration_s": args.duration,
+    }
     with Classifier() as clf:
         report["model"] = str(clf.path)
         for batching in (True, False):
@@ -57,14 +63,13 @@ def main() -> int:
     for batching, flags in ((True, []), (False, ["--max-batch", "1"])):
         key = "batching" if batching else "no_batching"
         with _server(flags) as url:
-            peak = run_scenario(
-                None, replace(base, url=url, find_peak=True, qps=1000, batching=batching)
-            )
+            http = replace(base, url=url, find_peak=True, qps=500, batching=batching)
+            peak = run_scenario(None, replace(http, latency_bound_ms=args.http_bound_ms))
             report[f"http_peak_qps_{key}"] = peak.peak_qps
             report[f"http_trials_{key}"] = [_row(r) for r in peak.results]
             if batching:
                 report["single_stream_http_p50_us"] = _http_single_stream(url, args.duration)
-        print(f"HTTP, {key}: peak {peak.peak_qps:,.0f} qps at p99 <= {args.bound_ms} ms")
+        print(f"HTTP, {key}: peak {peak.peak_qps:,.0f} qps at p99 <= {args.http_bound_ms} ms")
     inproc = report["single_stream_in_process"]["p50_us"]
     report["http_cost_per_request_us"] = round(report["single_stream_http_p50_us"] - inproc, 1)
     args.out.mkdir(parents=True, exist_ok=True)
