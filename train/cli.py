@@ -260,6 +260,14 @@ def quantize(
             "for the edge model here, slower for the cnn: measure with `mnist-edge bench`.",
         ),
     ] = False,
+    fp32_softmax: Annotated[
+        bool,
+        typer.Option(
+            "--fp32-softmax/--int8-softmax",
+            help="Keep the Softmax in fp32: probabilities at full resolution instead of on a "
+            "1/256 grid, rows summing to 1.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ):
     """Static INT8 quantization, calibrated on training images; written only if it holds."""
@@ -272,6 +280,7 @@ def quantize(
         per_channel=per_channel,
         quant_format=format_.value,
         fp32_single_channel_convs=fp32_single_channel_convs,
+        fp32_softmax=fp32_softmax,
     )
     result = quantize_file(onnx_model, out, config, data)
     p = result.parity

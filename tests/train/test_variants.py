@@ -14,6 +14,7 @@ pytest.importorskip("sympy", reason="needs the onnx extra: pip install '.[onnx]'
 
 from runtime import Classifier  # noqa: E402
 from runtime.cli import app  # noqa: E402
+from runtime.mnist import load_split  # noqa: E402
 from train.cli import register  # noqa: E402
 
 register(app)
@@ -152,3 +153,18 @@ def test_quantize_into_a_folder_that_is_a_file_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "some.png is not a folder" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fp32_softmax_gives_full_resolution_probabilities(tmp_path):
+    out, result = _quantize_edge(
+        tmp_path, "--calibration-size", "200", "--fp32-single-channel-convs", "--fp32-softmax"
+    )
+    assert result.exit_code == 0, result.output
+    assert onnx.load(out).graph.node[-1].op_type == "Softmax"  # a float softmax, last
+    images = load_split("test", real_mnist_dir()).images[:200]
+    with Classifier(out) as clf:
+        probs = clf.predict_proba(images)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    on_grid = np.isclose(probs * 256, np.round(probs * 256), atol=1e-4)
+    assert not on_grid.all()  # a quantized softmax puts every value on a 1/256 grid
+    assert "softmax in fp32" in clf.metadata["quantization"]
