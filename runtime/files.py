@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from runtime.errors import OutputError
+from runtime.errors import InputError, OutputError
 
 
 @contextlib.contextmanager
@@ -63,6 +63,21 @@ def writable_target(dest: Path | str) -> Path:
     if mode is not None and not stat.S_ISREG(mode):
         raise OutputError(f"{dest}: expected a regular file to write, found {_kind(mode)}")
     return dest
+
+
+def check_regular_file(path: Path, error: type[Exception] = InputError) -> None:
+    """Refuse what is not a regular file before opening it (a FIFO would block forever), as
+    `error` (InputError for inputs, DataError for the data set)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise error(f"{path}: expected a file, found a folder")
+    if not stat.S_ISREG(mode):
+        raise error(f"{path}: expected a regular file, found a device, FIFO or socket")
 
 
 def make_parent(dest: Path) -> None:

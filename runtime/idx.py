@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import math
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -13,6 +12,7 @@ from typing import BinaryIO
 import numpy as np
 
 from runtime.errors import DataError
+from runtime.files import check_regular_file
 
 # IDX type byte -> numpy dtype; multi-byte values are big-endian.
 _IDX_DTYPES = {
@@ -38,9 +38,10 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file, raw or gzip-compressed, allocating only what its size can hold."""
     name = str(path)
-    with _open_stream(path) as f:
+    f, gzipped = _open(path)
+    with f:
         dtype, dims = _read_header(f, name)
-        _check_plausible(path, dims, dtype)
+        _check_plausible(path, dims, dtype, gzipped)
         data = _read(f, _data_bytes(dims, dtype) + 1, name)  # one more: trailing bytes show
     _check_size(dims, dtype, len(data), name)
     return _array(data, dtype, dims)
@@ -50,9 +51,10 @@ def iter_idx(path: Path, batch_size: int, start: int = 0) -> Iterator[np.ndarray
     """Stream an IDX file in chunks of `batch_size` records from record `start`: memory bounded
     by the chunk. A raw file seeks there; a gzip one decompresses its way there."""
     name = str(path)
-    with _open_stream(path) as f:
+    f, gzipped = _open(path)
+    with f:
         dtype, dims = _read_header(f, name)
-        _check_plausible(path, dims, dtype)
+        _check_plausible(path, dims, dtype, gzipped)
         record = math.prod(dims[1:]) * dtype.itemsize
         done = min(start, dims[0])
         if done:
@@ -70,7 +72,8 @@ def iter_idx(path: Path, batch_size: int, start: int = 0) -> Iterator[np.ndarray
 
 def idx_shape(path: Path) -> tuple[int, ...]:
     """The dimensions an IDX file declares, read from its header alone."""
-    with _open_stream(path) as f:
+    f, _ = _open(path)
+    with f:
         return _read_header(f, str(path))[1]
 
 
@@ -92,12 +95,11 @@ def _data_bytes(dims: tuple[int, ...], dtype: np.dtype) -> int:
     return math.prod(dims) * dtype.itemsize  # Python ints: no overflow, whatever the header says
 
 
-def _check_plausible(path: Path, dims: tuple[int, ...], dtype: np.dtype) -> None:
+def _check_plausible(path: Path, dims: tuple[int, ...], dtype: np.dtype, gzipped: bool) -> None:
     """Refuse a header that declares more data than the file can hold, before reading it: raw,
     the file's size; gzip, what DEFLATE can expand it to (at most 1032 to 1)."""
     header = 4 + 4 * len(dims)
     size = path.stat().st_size
-    gzipped = _is_gzip(path)
     can_hold = size * _DEFLATE_MAX_RATIO if gzipped else size - header
     need = _data_bytes(dims, dtype)
     if need > can_hold:
@@ -122,25 +124,19 @@ def _check_size(dims: tuple[int, ...], dtype: np.dtype, found: int, name: str) -
         )
 
 
-def _open_stream(path: Path) -> BinaryIO:
-    if _is_gzip(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return path.open("rb")
-
-
-def _is_gzip(path: Path) -> bool:
-    """By content, not by name. Also where a missing, unreadable or odd file is refused."""
+def _open(path: Path) -> tuple[BinaryIO, bool]:
+    """The file opened for reading, gunzipped when it is gzip (by content, not by name), and
+    whether it was; a missing, unreadable or odd file is a DataError."""
+    check_regular_file(path, DataError)
     try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
-            raise DataError(f"{path}: expected a regular file, found {kind}")
-        with path.open("rb") as f:
-            return f.read(2) == _GZIP_MAGIC
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        f = path.open("rb")
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if f.read(2) == _GZIP_MAGIC:
+        f.close()
+        return gzip.open(path, "rb"), True  # type: ignore[return-value]
+    f.seek(0)
+    return f, False
 
 
 def _read(f: BinaryIO, n: int, name: str) -> bytes:

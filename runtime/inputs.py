@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 
 from runtime.contract import DEFAULT_BATCH_SIZE, IMAGE_SIZE
 from runtime.errors import DataError, InputError
+from runtime.files import check_regular_file
 from runtime.idx import idx_shape, iter_idx
 from runtime.preprocess import as_images, load_image
 
@@ -95,20 +95,6 @@ def _head(path: Path) -> bytes:
             return f.read(8)
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
-
-
-def check_regular_file(path: Path) -> None:
-    """Refuse what is not a regular file before opening it: a FIFO would block forever."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    if stat.S_ISDIR(mode):
-        raise InputError(f"{path}: expected a file, found a folder")
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{path}: expected a regular file, found a device, FIFO or socket")
 
 
 @dataclass(frozen=True)
