@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import itertools
 import re
 import threading
 import time
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from runtime.batcher import MicroBatcher, Overloaded
-from runtime.bench import process_usage
+from runtime.bench import process_usage, time_calls
 from runtime.contract import IMAGE_SIZE
 from runtime.errors import InputError
 from runtime.session import Classifier
@@ -135,32 +136,22 @@ def run_scenario(
 
 
 def _single_stream(clf, images, config) -> ScenarioResult:
-    times, start = [], time.perf_counter()
-    deadline = start + config.duration
-    i = 0
-    while time.perf_counter() < deadline or len(times) < 100:
-        t0 = time.perf_counter()
-        clf.predict_proba(images[i % len(images)])
-        times.append(time.perf_counter() - t0)
-        i += 1
+    queries = itertools.cycle(images)
+    start = time.perf_counter()
+    times = time_calls(lambda: clf.predict_proba(next(queries)), config.duration, min_runs=100)
     seconds = time.perf_counter() - start
-    return _result(np.array(times), len(times), 1, seconds, None, False, 1.0, 0, config)
+    return _result(times, len(times), 1, seconds, None, False, 1.0, 0, config)
 
 
 def _offline(clf, images, config) -> ScenarioResult:
     batch = np.resize(images, (config.offline_images, IMAGE_SIZE, IMAGE_SIZE))
     clf.predict_proba(batch[: clf.batch_size])  # warm
-    times, start = [], time.perf_counter()
-    while not times or time.perf_counter() - start < config.duration:
-        t0 = time.perf_counter()
-        clf.predict_proba(batch)
-        times.append(time.perf_counter() - t0)
+    start = time.perf_counter()
+    times = time_calls(lambda: clf.predict_proba(batch), config.duration, min_runs=1)
     seconds = time.perf_counter() - start
     calls = -(-len(batch) // clf.batch_size)
     mean_batch = len(batch) / calls
-    return _result(
-        np.array(times), len(times), len(batch), seconds, None, False, mean_batch, 0, config
-    )
+    return _result(times, len(times), len(batch), seconds, None, False, mean_batch, 0, config)
 
 
 def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
@@ -271,6 +262,7 @@ class HttpCaller:
         self.bodies = [_npy_bytes(image) for image in images]
         self.pool = ThreadPoolExecutor(connections, thread_name_prefix="mnist-edge-http")
         self.local = threading.local()
+        self._lock = threading.Lock()  # the pool's threads count the 503s
         self.refused = 0
 
     def submit(self, index: int) -> Future:
@@ -279,7 +271,8 @@ class HttpCaller:
     def call(self, index: int) -> None:
         status, body = self._request("POST", "/v1/predict", self.bodies[index % len(self.bodies)])
         if status == 503:
-            self.refused += 1
+            with self._lock:
+                self.refused += 1
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
 
@@ -340,16 +333,12 @@ def _find_peak(clf, images, config, step) -> tuple[list[ScenarioResult], float]:
 
     def holds_at(qps: float) -> bool:
         step(f"server at {qps:,.0f} qps (peak search)")
-        r = _open_loop(clf, images, _with_qps(config, qps), multi=False)
+        r = _open_loop(clf, images, replace(config, qps=qps), multi=False)
         results.append(r)
         return r.p99_us <= bound_us and r.overloaded == 0
 
     peak = search_peak(holds_at, config.qps)
     return results, peak
-
-
-def _with_qps(config: ScenarioConfig, qps: float) -> ScenarioConfig:
-    return replace(config, qps=qps)
 
 
 def _result(
