@@ -41,7 +41,6 @@ from runtime.preprocess import as_images, read_image
 from runtime.session import Classifier
 
 _NPY_MAGIC = b"\x93NUMPY"
-_OPEN = ("/healthz",)  # the routes a token does not guard
 
 
 @dataclass(frozen=True)
@@ -89,16 +88,22 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
         requests.labels(route, str(code)).inc()
         return JSONResponse(body, code, headers)
 
-    def authorized(request: Request) -> bool:
-        if config.token is None or request.url.path in _OPEN:
-            return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode())
+    def guarded(route: str, handler):
+        """`handler` behind the bearer token, where one is set."""
+        if config.token is None:
+            return handler
+        expected = f"Bearer {config.token}".encode()
+
+        async def checked(request: Request) -> Response:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return answer(route, 401, {"error": "expected Authorization: Bearer <token>"})
+            return await handler(request)
+
+        return checked
 
     async def predict(request: Request) -> Response:
         arrived = time.perf_counter()
-        if not authorized(request):
-            return answer("predict", 401, {"error": "expected Authorization: Bearer <token>"})
         try:
             body = await _read_body(request, config.max_body_bytes)
             images = _images(body, config.max_images)
@@ -113,13 +118,10 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
         remaining = config.timeout_s - (time.perf_counter() - arrived)
         try:
             probs = await asyncio.wait_for(asyncio.wrap_future(future), max(remaining, 0.001))
+            probs = clf.finite(probs)
         except TimeoutError:
             return answer("predict", 504, {"error": f"no answer within {config.timeout_s:g} s"})
-        except MnistEdgeError as e:
-            return answer("predict", 500, {"error": str(e)})
-        try:
-            probs = clf.finite(probs)
-        except MnistEdgeError as e:
+        except MnistEdgeError as e:  # the model's own failure (NaN, memory), not the input's
             return answer("predict", 500, {"error": str(e)})
         latency.observe(time.perf_counter() - arrived)
         return answer("predict", 200, {"predictions": [_prediction(p, labels) for p in probs]})
@@ -128,21 +130,17 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
         return answer("healthz", 200, {"status": "ready", "model": model_info["path"]})
 
     async def model(request: Request) -> Response:
-        if not authorized(request):
-            return answer("model", 401, {"error": "expected Authorization: Bearer <token>"})
         return answer("model", 200, model_info)
 
     async def metrics(request: Request) -> Response:
-        if not authorized(request):
-            return answer("metrics", 401, {"error": "expected Authorization: Bearer <token>"})
         requests.labels("metrics", "200").inc()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = [
-        Route("/v1/predict", predict, methods=["POST"]),
+    routes = [  # every route but /healthz behind the token
+        Route("/v1/predict", guarded("predict", predict), methods=["POST"]),
         Route("/healthz", healthz),
-        Route("/v1/model", model),
-        Route("/metrics", metrics),
+        Route("/v1/model", guarded("model", model)),
+        Route("/metrics", guarded("metrics", metrics)),
     ]
 
     @contextlib.asynccontextmanager
