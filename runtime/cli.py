@@ -343,13 +343,15 @@ def bench(
 def _run_scenario(model, settings, overrides, config):
     from runtime.scenarios import run_scenario
 
-    clf = classifier(model, settings, overrides)
-    with clf:
-        step = (
-            (lambda text: typer.echo(f"measuring: {text}", err=True))
-            if sys.stderr.isatty()
-            else None
-        )
+    def step(text: str) -> None:
+        if sys.stderr.isatty():
+            typer.echo(f"measuring: {text}", err=True)
+
+    if config.url:  # the model is the server's: none is loaded here
+        if config.scenario not in ("server", "multi-stream"):
+            raise InputError("--url: goes with the server and multi-stream scenarios only")
+        return run_scenario(None, config, step)
+    with classifier(model, settings, overrides) as clf:
         return run_scenario(clf, config, step)
 
 

@@ -89,6 +89,10 @@ def test_find_peak_brackets_the_rate_the_bound_allows():
         (["--scenario", "server", "--qps", "0"], "--qps: out of range"),
         (["--scenario", "server", "--max-batch", "0"], "--max-batch: out of range"),
         (["--percentiles", "50,100"], "--percentiles: expected numbers between 0 and 100"),
+        (
+            ["--scenario", "single-stream", "--url", "http://127.0.0.1:9"],
+            "--url: goes with the server and multi-stream scenarios only",
+        ),
     ],
 )
 def test_bad_scenario_options_get_one_line(tiny_model, args, fragment):

@@ -183,9 +183,10 @@ def test_serve_says_what_to_install_without_the_extra(tiny_model, monkeypatch):
     assert result.exit_code == 2 and "pip install 'mnist-edge[serve]'" in result.stderr
 
 
-def test_bench_drives_the_server_over_http(server):
+def test_bench_drives_the_server_over_http(server, monkeypatch):
     url = f"http://127.0.0.1:{server.port}"
     args = ["bench", "--scenario", "server", "--qps", "200", "--duration", "0.5", "--url", url]
+    monkeypatch.setenv("MNIST_EDGE_MODEL", "/nonexistent.onnx")  # no model loaded here
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)["results"]
