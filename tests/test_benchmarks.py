@@ -60,3 +60,25 @@ def test_flops_count_matches_the_architecture():
 
     # Dense 784x128 + 128x10, the seed MLP: 2 * (100,352 + 1,280) FLOPs.
     assert flops_per_image(ROOT / "exported" / "mnist_mlp.onnx") == 2 * (784 * 128 + 128 * 10)
+
+
+def test_loadgen_cross_check_completes_every_query_in_bulk():
+    """Our LoadGen SUT completes a batcher call's queries in one call; a query it lost would
+    hang LoadGen, so the trial runs in a child process with a deadline."""
+    pytest.importorskip("mlperf_loadgen", reason="needs the loadgen extra (x86-64)")
+    script = (
+        "import argparse, sys, numpy as np, mlperf_loadgen as lg\n"
+        f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r})\n"
+        "import loadgen as m\n"
+        "args = argparse.Namespace(duration=0.5, bound_ms=50.0, batching=True)\n"
+        "images = np.zeros((m.IMAGES, 28, 28), np.uint8)\n"
+        "trials = []\n"
+        "print(m._loadgen_trial(lg, m.NullClassifier(), images, 4000.0, args, trials))\n"
+        "print(trials[0]['queries'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    valid, queries = done.stdout.split()[-2:]
+    assert valid == "True" and int(queries) >= 1000  # 0.5 s at 4,000 qps
