@@ -166,7 +166,10 @@ def results_markdown(report: dict) -> str:
         f"Machine: {m['processor']}, {m['cpu_count']} cores, {m['machine']}. Model: "
         f"`{report['model']['onnx']}` ({report['model']['mflops']:.2f} MFLOP per image). "
         f"Matmul peak measured in the same run: {report['peak_gflops']['1']:.0f} GFLOP/s on one "
-        f"thread, {report['peak_gflops']['2']:.0f} on two. Command: `{report['command']}`.",
+        f"thread, {report['peak_gflops']['2']:.0f} on two; integer (uint8 x int8) matmul peak "
+        f"{report['peak_int8_gops']['1']:.0f} and {report['peak_int8_gops']['2']:.0f} GOP/s: an "
+        "INT8 engine's % of peak is a share of that one. "
+        f"Command: `{report['command']}`.",
         "",
         "| engine | threads | batch | p50 us | p99 us | images/s | % of peak | p50 vs runtime "
         "| accuracy |",
@@ -174,7 +177,8 @@ def results_markdown(report: dict) -> str:
     ]
     for e in report["engines"]:
         for r in e["results"]:
-            peak = report["peak_gflops"][str(e["threads"])]
+            peaks = report["peak_int8_gops"] if "INT8" in e["engine"] else report["peak_gflops"]
+            peak = peaks[str(e["threads"])]
             used = r["images_per_s"] * report["model"]["mflops"] / 1e3 / peak * 100
             lines.append(
                 f"| {e['engine']} | {e['threads']} | {r['batch_size']} | {r['p50_us']:,.1f} | "
@@ -257,7 +261,7 @@ def main() -> None:
     for name in ("keras", "onnx", "int8", "anchor"):  # children run in other folders
         setattr(args, name, getattr(args, name).resolve())
     sys.path.insert(0, str(HERE))
-    from flops import flops_per_image, peak_gflops
+    from flops import flops_per_image, peak_gflops, peak_int8_gops
 
     from runtime.cpu import cpu_name
     from runtime.files import atomic_path, write_json
@@ -292,6 +296,7 @@ def main() -> None:
                 "mflops": flops_per_image(args.onnx) / 1e6,
             },
             "peak_gflops": {str(t): round(peak_gflops(t), 1) for t in (1, 2)},
+            "peak_int8_gops": {str(t): round(peak_int8_gops(t), 1) for t in (1, 2)},
             "settings": {
                 "batch_sizes": args.batch_sizes,
                 "threads": args.threads,

@@ -6,7 +6,9 @@ Then, in one run, it measures for each:
   - the import time of the package that does the work (`runtime` vs `tensorflow`),
   - the cold-start wall time of classifying one PNG from a fresh process (median of --runs),
   - the peak RSS of that process,
-  - the installed size of the environment.
+  - the installed size of the environment,
+and, as the floor a runtime cannot go below, a fresh `python -c "import numpy, onnxruntime"` in
+the runtime environment, its runs interleaved with those of `mnist-edge predict`.
 
     python benchmarks/device.py [--runs 7] [--envs build/bench-envs]
 """
@@ -78,9 +80,19 @@ def folder_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
-def measure(name: str, python: Path, module: str, command: list[str], runs: int) -> Figures:
+FLOOR = "import numpy, onnxruntime"
+
+
+def measure(
+    name: str, python: Path, module: str, command: list[str], runs: int, floor: list | None = None
+) -> Figures:
+    """`floor`, when given, collects the (wall, RSS) of the floor command run after each sample."""
     cwd = Path("/tmp")  # outside the checkout: only the installed package is found
-    samples = [run_measured(command, cwd) for _ in range(runs)]
+    samples = []
+    for _ in range(runs):
+        samples.append(run_measured(command, cwd))
+        if floor is not None:
+            floor.append(run_measured([python, "-c", FLOOR], cwd))
     return Figures(
         env=name,
         import_s=round(import_time(python, module, runs, cwd), 3),
@@ -100,6 +112,7 @@ def main() -> None:
     runtime_py = make_env(args.envs / "runtime", str(ROOT))
     tf_py = make_env(args.envs / "tensorflow", f"{ROOT}[train]")
     keras_model = ROOT / "exported" / "mnist_cnn.keras"
+    floor = []
     results = [
         measure(
             "runtime only (pip install .)",
@@ -107,6 +120,7 @@ def main() -> None:
             "runtime",
             [str(runtime_py.parent / "mnist-edge"), "predict", str(PNG)],
             args.runs,
+            floor,
         ),
         measure(
             "TensorFlow (pip install '.[train]')",
@@ -127,6 +141,11 @@ def main() -> None:
         )
     ratio = results[1].installed_mb / results[0].installed_mb
     print(f"the TensorFlow environment is {ratio:.1f}x the size of the runtime-only one")
+    floor_s = round(statistics.median(w for w, _ in floor), 3)
+    floor_mb = round(statistics.median(m for _, m in floor), 1)
+    floor_ratio = round(results[0].cold_predict_s / floor_s, 2)
+    print(f"floor, python -c '{FLOOR}': {floor_s:.3f} s, {floor_mb:.1f} MB;"
+          f" mnist-edge predict is {floor_ratio:.2f}x its wall time")  # fmt: skip
 
     out = ROOT / "benchmarks" / "results" / f"{date.today()}-{platform.node()}-device.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +155,8 @@ def main() -> None:
         "machine": platform.machine(),
         "results": [asdict(r) for r in results],
         "size_ratio": round(ratio, 2),
+        "floor": {"command": FLOOR, "cold_s": floor_s, "peak_rss_mb": floor_mb},
+        "cold_predict_vs_floor": floor_ratio,
     }
     write_json(out, payload)
     print(f"wrote {out.relative_to(ROOT)}")

@@ -39,11 +39,25 @@ def flops_per_image(path: Path) -> int:
 def peak_gflops(threads: int, size: int = 1024, seconds: float = 1.0) -> float:
     """fp32 GFLOP/s of a size x size x size matmul in onnxruntime (the kernels the runtime uses)."""
     weight = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    return _matmul_rate("MatMul", weight, weight, TensorProto.FLOAT, threads, seconds)
+
+
+def peak_int8_gops(threads: int, size: int = 1024, seconds: float = 1.0) -> float:
+    """uint8 x int8 GOP/s of the same matmul as MatMulInteger: onnxruntime's integer GEMM, the
+    kernel under QLinearConv and QLinearMatMul (VNNI where the CPU has it)."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    b = rng.integers(-128, 128, (size, size), dtype=np.int8)
+    return _matmul_rate("MatMulInteger", a, b, TensorProto.INT32, threads, seconds)
+
+
+def _matmul_rate(op, a, weight, out_type, threads: int, seconds: float) -> float:
+    size = a.shape[0]
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        [helper.make_node(op, ["a", "b"], ["c"])],
         "matmul",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [size, size])],
-        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("a", helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)],
+        [helper.make_tensor_value_info("c", out_type, [size, size])],
         initializer=[numpy_helper.from_array(weight, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -53,7 +67,7 @@ def peak_gflops(threads: int, size: int = 1024, seconds: float = 1.0) -> float:
     session = ort.InferenceSession(
         model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
     )
-    feed = {"a": weight}
+    feed = {"a": a}
     session.run(None, feed)
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

@@ -189,7 +189,8 @@ def mnist_style(gray: np.ndarray) -> np.ndarray:
 def _ink(gray: np.ndarray) -> np.ndarray:
     """Ink strength in [0, 1] (1 = strongest), whichever polarity the image has."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
+    edge = np.sort(border)  # the median; np.median would import numpy.ma, 8 ms of cold start
+    background = float(edge[(len(edge) - 1) // 2] + edge[len(edge) // 2]) / 2
     ink = background - gray if background > 0.5 else gray - background
     ink = ink.clip(0, None)
     peak = ink.max()

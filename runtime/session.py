@@ -9,7 +9,6 @@ import os
 import re
 import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,13 +96,11 @@ class Classifier:
             session = _open(self.path, settings)
         self.session = session
         # Split mode: one single-thread session per thread; small batches run on the first alone
-        # (INT8 batch 1 measured 22.8 us on one thread, 26.2 us on two).
-        self._replicas = [session, *(_open(self.path, one) for _ in range(self.split_threads - 1))]
-        self._pool = (
-            ThreadPoolExecutor(self.split_threads - 1, thread_name_prefix="mnist-edge")
-            if self.split_threads > 1
-            else None
-        )
+        # (INT8 batch 1 measured 22.8 us on one thread, 26.2 us on two). The others and their
+        # pool open with the first batch large enough to split: a one-image predict opens one.
+        self._replicas = [session]
+        self._pool = None
+        self._split_lock = threading.Lock()
         self.batch_size = self.contract.batch or batch_size
         self._outputs = [self.contract.output_name]
         self._local = threading.local()
@@ -170,18 +167,32 @@ class Classifier:
         self.contract = replace(self.contract, output=kind)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        n, replicas = self.split_threads, self._replicas
+        n = self.split_threads
         if n == 1 or len(batch) < n * SPLIT_MIN_IMAGES:
             return self.contract.probabilities(self._scores(self.session, batch))
+        replicas, pool = self._split_sessions()
         cuts = np.linspace(0, len(batch), n + 1).astype(int)
         slices = [batch[a:b] for a, b in itertools.pairwise(cuts)]
         others = [
-            self._pool.submit(self._scores, r, s)
-            for r, s in zip(replicas[1:], slices[1:], strict=True)
+            pool.submit(self._scores, r, s) for r, s in zip(replicas[1:], slices[1:], strict=True)
         ]
         first = self._scores(replicas[0], slices[0])  # this thread does a share too
         scores = np.concatenate([first, *(f.result() for f in others)])
         return self.contract.probabilities(scores)
+
+    def _split_sessions(self) -> tuple[list, object]:
+        """The single-thread replicas and the pool that runs them, opened on first use."""
+        from concurrent.futures import ThreadPoolExecutor  # 4 ms a one-image predict skips
+
+        with self._split_lock:
+            if not self._replicas:
+                raise ModelError(f"{self.path}: the classifier is closed")
+            if self._pool is None:
+                one = replace(self.settings, threads=1)
+                more = [_open(self.path, one) for _ in range(self.split_threads - 1)]
+                self._replicas = [self.session, *more]
+                self._pool = ThreadPoolExecutor(len(more), thread_name_prefix="mnist-edge")
+            return self._replicas, self._pool
 
     def _scores(self, session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
         tensor = self.contract.feed(batch)
@@ -216,14 +227,10 @@ def _reopen_in_child(ref: weakref.ref) -> None:
     if clf is None or not clf._replicas:
         return
     one = replace(clf.settings, threads=1)
-    first = _open(clf.path, one if clf.split_threads > 1 else clf.settings)
-    clf._replicas = [first, *(_open(clf.path, one) for _ in range(clf.split_threads - 1))]
-    clf.session = first
-    clf._pool = (
-        ThreadPoolExecutor(clf.split_threads - 1, thread_name_prefix="mnist-edge")
-        if clf.split_threads > 1
-        else None
-    )
+    clf.session = _open(clf.path, one if clf.split_threads > 1 else clf.settings)
+    clf._replicas = [clf.session]
+    clf._pool = None  # the replicas reopen with the next batch that splits
+    clf._split_lock = threading.Lock()
     clf._local = threading.local()
 
 

@@ -49,6 +49,10 @@ def test_quick_comparison_reports_every_engine(tmp_path, real_mnist):
     runtime = next(e for e in report["engines"] if e["engine"] == "mnist-edge runtime")
     assert all(r["p50_vs_runtime"] == 1.0 for r in runtime["results"])
     assert report["model"]["mflops"] > 0 and report["peak_gflops"]["1"] > 0
+    assert (
+        report["peak_int8_gops"]["1"] > 0
+        and "integer (uint8 x int8)" in (tmp_path / "RESULTS.md").read_text()
+    )
     assert (tmp_path / "RESULTS.md").read_text().startswith("# Side-by-side latency")
     assert (tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"
 

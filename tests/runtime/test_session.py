@@ -140,6 +140,19 @@ def test_split_batches_give_what_one_session_gives(tmp_path):
     np.testing.assert_array_equal(split.predict_proba(images), serial)  # chunks of 256, each split
 
 
+def test_split_classifier_opens_its_other_sessions_only_for_a_batch_that_splits(tmp_path):
+    path = linear_onnx(tmp_path / "m.onnx")
+    images, _ = synthetic_digits(300)
+    clf = Classifier(path, settings=SessionSettings(threads=2, split_batches=True))
+    clf.predict_proba(images[:1])  # what a one-image predict pays: one session
+    assert len(clf._replicas) == 1
+    clf.predict_proba(images)
+    assert len(clf._replicas) == 2
+    clf.close()
+    with pytest.raises(ModelError, match="closed"):
+        clf.predict_proba(images)
+
+
 def test_split_batches_by_default_only_for_int8_models(tmp_path):
     def classifier(variant, split=None):
         meta = metadata_for("NHWC", 1 / 255, "probabilities", **variant)
