@@ -159,6 +159,8 @@ def process_costs(args) -> dict:
 
 
 def results_markdown(report: dict) -> str:
+    from engines import ANCHOR
+
     m = report["machine"]
     lines = [
         f"# Side-by-side latency, {report['date']}",
@@ -179,7 +181,9 @@ def results_markdown(report: dict) -> str:
         for r in e["results"]:
             peaks = report["peak_int8_gops"] if "INT8" in e["engine"] else report["peak_gflops"]
             peak = peaks[str(e["threads"])]
-            used = r["images_per_s"] * report["model"]["mflops"] / 1e3 / peak * 100
+            anchor = e["engine"].startswith(ANCHOR)  # another model: its own FLOPs
+            mflops = report["model"]["anchor_mflops" if anchor else "mflops"]
+            used = r["images_per_s"] * mflops / 1e3 / peak * 100
             lines.append(
                 f"| {e['engine']} | {e['threads']} | {r['batch_size']} | {r['p50_us']:,.1f} | "
                 f"{r['p99_us']:,.1f} | {r['images_per_s']:,.0f} | {used:.1f}% | "
@@ -261,7 +265,7 @@ def main() -> None:
     for name in ("keras", "onnx", "int8", "anchor"):  # children run in other folders
         setattr(args, name, getattr(args, name).resolve())
     sys.path.insert(0, str(HERE))
-    from flops import flops_per_image, peak_gflops, peak_int8_gops
+    from flops import flops_per_image, keras_flops_per_image, peak_gflops, peak_int8_gops
 
     from runtime.cpu import cpu_name
     from runtime.files import atomic_path, write_json
@@ -294,6 +298,9 @@ def main() -> None:
                     args.onnx.relative_to(ROOT) if args.onnx.is_relative_to(ROOT) else args.onnx
                 ),
                 "mflops": flops_per_image(args.onnx) / 1e6,
+                "anchor_mflops": (
+                    keras_flops_per_image(args.anchor) / 1e6 if args.anchor.exists() else None
+                ),
             },
             "peak_gflops": {str(t): round(peak_gflops(t), 1) for t in (1, 2)},
             "peak_int8_gops": {str(t): round(peak_int8_gops(t), 1) for t in (1, 2)},

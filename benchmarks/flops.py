@@ -36,6 +36,20 @@ def flops_per_image(path: Path) -> int:
     return 2 * macs
 
 
+def keras_flops_per_image(path: Path) -> int:
+    """The same count for a Keras model of Conv2D and Dense layers (the LiteRT anchor)."""
+    import keras
+
+    macs = 0
+    for layer in keras.models.load_model(path).layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, c_in, _ = layer.kernel.shape
+            macs += int(np.prod(layer.output.shape[1:])) * kh * kw * c_in
+        elif isinstance(layer, keras.layers.Dense):
+            macs += int(np.prod(layer.kernel.shape))
+    return 2 * macs
+
+
 def peak_gflops(threads: int, size: int = 1024, seconds: float = 1.0) -> float:
     """fp32 GFLOP/s of a size x size x size matmul in onnxruntime (the kernels the runtime uses)."""
     weight = np.random.default_rng(0).random((size, size), dtype=np.float32)
