@@ -56,10 +56,16 @@ class Figures:
 
 
 def make_env(folder: Path, spec: str) -> Path:
-    python = folder / "bin" / "python"
+    """A virtual environment with `spec` installed, reused while it was made for that spec."""
+    python, made_for = folder / "bin" / "python", folder / "mnist-edge-spec"
     if not python.exists():
         venv.create(folder, with_pip=True)
+    if not made_for.exists() or made_for.read_text() != spec:
         subprocess.run([python, "-m", "pip", "install", "-q", spec], check=True)
+        made_for.write_text(spec)
+    else:  # this checkout's code as it is now, whatever it was when the environment was made
+        refresh = ["install", "-q", "--no-deps", "--force-reinstall", str(ROOT)]
+        subprocess.run([python, "-m", "pip", *refresh], check=True)
     return python
 
 

@@ -67,7 +67,8 @@ def int8_choice(machine: str | None = None, flags: set[str] | None = None) -> tu
     if machine in ARM64:
         return True, (
             "64-bit ARM: onnxruntime's 8-bit kernels widen before they add; the INT8 model's "
-            "answers were bit-identical to x86 VNNI on Cortex-A72, A76 and qemu max (emulated)"
+            "labels matched x86 VNNI's on all 10,000 test images, probabilities within 3e-7 "
+            "(emulated Cortex-A72 and A76)"
         )
     if machine in X86:
         flags = cpu_flags() if flags is None else flags
@@ -75,8 +76,8 @@ def int8_choice(machine: str | None = None, flags: set[str] | None = None) -> tu
             return True, f"x86 with {sorted(found)[0]}: 8-bit dot products without saturation"
         if X86_INT8_AVX2 in flags:
             return True, (
-                "x86 with AVX2, without VNNI: the INT8 model's answers were bit-identical to "
-                "VNNI's on the 10,000 test images (emulated Haswell; speed not measured)"
+                "x86 with AVX2, without VNNI: the INT8 model's labels matched VNNI's on all 10,000 "
+                "test images, probabilities within 3e-7 (emulated Haswell; speed not measured)"
             )
         return False, "x86 without AVX2: no evidence for onnxruntime's 8-bit kernels here"
     return False, f"{machine}: no evidence for onnxruntime's 8-bit kernels here"

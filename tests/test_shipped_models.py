@@ -86,3 +86,12 @@ def test_int8_variants_agree_with_their_fp32_sources(real_mnist):
         report = json.loads(result.stdout)
         assert report["agreement"] >= 0.998
         assert report["reference_accuracy"] - report["candidate_accuracy"] <= 0.001
+
+
+def test_shipped_edge_int8_gives_full_resolution_probabilities(real_mnist):
+    """Its softmax runs in float: rows sum to 1, and confidences are not on a 1/256 grid."""
+    images = load_split("test", real_mnist).images[:2000]
+    probs = Classifier(EXPORTED / "mnist_edge.int8.onnx").predict_proba(images)
+    assert np.abs(probs.sum(axis=1) - 1).max() <= 1e-5
+    assert probs.max() > 255 / 256  # a quantized softmax tops out at 0.9961
+    assert len(np.unique(probs)) > 1000  # 156 values on the whole test set when quantized
