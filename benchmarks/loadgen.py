@@ -58,12 +58,14 @@ def main() -> int:
     except ImportError:
         sys.exit("error: mlperf_loadgen not installed: pip install '.[loadgen]' (x86-64 only)")
 
+    images = np.random.default_rng(0).integers(0, 256, (IMAGES, 28, 28), dtype=np.uint8)
     with Classifier(args.model) as clf:
         summary = {"model": str(clf.path), "bound_ms": args.bound_ms, "batching": args.batching}
-        summary["with_model"] = _compare(lg, clf, args, "the model")
+        summary["with_model"] = _compare(lg, clf, images, args, "the model")
     null = NullClassifier()
-    summary["harnesses_alone"] = _compare(lg, null, args, "a model that costs nothing")
-    summary["harnesses_alone"]["cpu_us_per_query"] = cpu = _cpu_per_query(lg, null, args)
+    alone = _compare(lg, null, images, args, "a model that costs nothing")
+    alone["cpu_us_per_query"] = cpu = _cpu_per_query(lg, null, images, args)
+    summary["harnesses_alone"] = alone
     print(f"CPU per query at {args.cpu_qps:,.0f} qps, no model: mnist-edge {cpu['mnist_edge']} us,"
           f" LoadGen {cpu['loadgen']} us")  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -83,8 +85,7 @@ class NullClassifier:
         return np.zeros((1, 10), np.float32)
 
 
-def _compare(lg, clf, args, what: str) -> dict:
-    images = np.random.default_rng(0).integers(0, 256, (IMAGES, 28, 28), dtype=np.uint8)
+def _compare(lg, clf, images, args, what: str) -> dict:
     config = ScenarioConfig(
         "server", duration=args.duration, qps=args.start_qps, find_peak=True,
         latency_bound_ms=args.bound_ms, batching=args.batching,
@@ -105,9 +106,8 @@ def _compare(lg, clf, args, what: str) -> dict:
     }
 
 
-def _cpu_per_query(lg, clf, args) -> dict:
+def _cpu_per_query(lg, clf, images, args) -> dict:
     """Process CPU time per query of each harness at one rate both sustain."""
-    images = np.random.default_rng(0).integers(0, 256, (IMAGES, 28, 28), dtype=np.uint8)
     config = ScenarioConfig(
         "server", duration=args.duration, qps=args.cpu_qps, batching=args.batching
     )

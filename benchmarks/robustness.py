@@ -75,10 +75,10 @@ def _elastic(gray: np.ndarray, rng: np.random.Generator, alpha=240.0, sigma=12.0
     return gray[r, c]
 
 
-def digit_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+def digit_set(found: list[Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     images, labels, sources = [], [], []
     rng = np.random.default_rng(0)
-    for font in fonts():
+    for font in found:
         for digit in range(10):
             for angle in ANGLES:
                 for style in STYLES:
@@ -110,11 +110,12 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", type=Path, default=[Path(m) for m in DEFAULT_MODELS])
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    images, labels, sources = digit_set()
+    found = fonts()
+    images, labels, sources = digit_set(found)
     drawn = np.array([s.startswith("drawn/") for s in sources])
     if drawn.all():
         print("no TrueType fonts found: only the ten drawn digits are measured", file=sys.stderr)
-    print(f"{len(images)} digits: {(~drawn).sum()} from {len(fonts())} fonts x 10 x "
+    print(f"{len(images)} digits: {(~drawn).sum()} from {len(found)} fonts x 10 x "
           f"{len(ANGLES)} angles x {len(STYLES)} styles, {drawn.sum()} drawn")  # fmt: skip
     rows = []
     for model in args.models:
