@@ -8,7 +8,9 @@ Then, in one run, it measures for each:
   - the peak RSS of that process,
   - the installed size of the environment,
 and, as the floor a runtime cannot go below, a fresh `python -c "import numpy, onnxruntime"` in
-the runtime environment, its runs interleaved with those of `mnist-edge predict`.
+the runtime environment, its runs interleaved with those of `mnist-edge predict`; beside it the
+same job with no CLI and no mnist-edge code (Pillow reads the PNG, one onnxruntime session of
+the same model, one run), which tells what the command itself adds.
 
     python benchmarks/device.py [--runs 7] [--envs build/bench-envs]
 """
@@ -87,18 +89,29 @@ def folder_mb(folder: Path) -> float:
 
 
 FLOOR = "import numpy, onnxruntime"
+BARE_JOB = """
+import sys
+import numpy as np, onnxruntime as ort
+from PIL import Image
+ink = 255 - np.asarray(Image.open(sys.argv[2]).convert("L").resize((28, 28)), np.uint8)[None]
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+feed = session.get_inputs()[0]  # the INT8 default takes uint8 (N, 28, 28), the fp32 one floats
+x = ink if "uint8" in feed.type else (ink / np.float32(255)).reshape(1, 28, 28, 1)
+print(int(session.run(None, {feed.name: x})[0].argmax()))
+"""
 
 
 def measure(
-    name: str, python: Path, module: str, command: list[str], runs: int, floor: list | None = None
+    name: str, python: Path, module: str, command: list[str], runs: int, floor: dict | None = None
 ) -> Figures:
-    """`floor`, when given, collects the (wall, RSS) of the floor command run after each sample."""
+    """`floor`, when given, maps each reference command to the (wall, RSS) of its runs, one run
+    of each after each sample."""
     cwd = Path("/tmp")  # outside the checkout: only the installed package is found
     samples = []
     for _ in range(runs):
         samples.append(run_measured(command, cwd))
-        if floor is not None:
-            floor.append(run_measured([python, "-c", FLOOR], cwd))
+        for reference, runs_of_it in (floor or {}).items():
+            runs_of_it.append(run_measured([python, "-c", *reference], cwd))
     return Figures(
         env=name,
         import_s=round(import_time(python, module, runs, cwd), 3),
@@ -118,12 +131,17 @@ def main() -> None:
     runtime_py = make_env(args.envs / "runtime", str(ROOT))
     tf_py = make_env(args.envs / "tensorflow", f"{ROOT}[train]")
     keras_model = ROOT / "exported" / "mnist_cnn.keras"
-    floor = []
+    default_model = subprocess.run(
+        [runtime_py, "-c", "from runtime.models import default_model_path as d; print(d())"],
+        cwd="/tmp", capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    floor_key, bare_key = (FLOOR,), (BARE_JOB, default_model, str(PNG))
+    floor = {floor_key: [], bare_key: []}
     results = [
         measure(
             "runtime only (pip install .)",
             runtime_py,
-            "runtime",
+            "runtime.session",  # numpy, onnxruntime and the runtime's session code
             [str(runtime_py.parent / "mnist-edge"), "predict", str(PNG)],
             args.runs,
             floor,
@@ -147,11 +165,15 @@ def main() -> None:
         )
     ratio = results[1].installed_mb / results[0].installed_mb
     print(f"the TensorFlow environment is {ratio:.1f}x the size of the runtime-only one")
-    floor_s = round(statistics.median(w for w, _ in floor), 3)
-    floor_mb = round(statistics.median(m for _, m in floor), 1)
+    floor_s = round(statistics.median(w for w, _ in floor[floor_key]), 3)
+    floor_mb = round(statistics.median(m for _, m in floor[floor_key]), 1)
     floor_ratio = round(results[0].cold_predict_s / floor_s, 2)
+    bare_s = round(statistics.median(w for w, _ in floor[bare_key]), 3)
+    bare_mb = round(statistics.median(m for _, m in floor[bare_key]), 1)
     print(f"floor, python -c '{FLOOR}': {floor_s:.3f} s, {floor_mb:.1f} MB;"
           f" mnist-edge predict is {floor_ratio:.2f}x its wall time")  # fmt: skip
+    print(f"the same job with no CLI (Pillow, one session, one run): {bare_s:.3f} s"
+          f" ({bare_s / floor_s:.2f}x the floor), {bare_mb:.1f} MB")  # fmt: skip
 
     out = ROOT / "benchmarks" / "results" / f"{date.today()}-{platform.node()}-device.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +185,13 @@ def main() -> None:
         "size_ratio": round(ratio, 2),
         "floor": {"command": FLOOR, "cold_s": floor_s, "peak_rss_mb": floor_mb},
         "cold_predict_vs_floor": floor_ratio,
+        "bare_job": {
+            "what": "Pillow reads the PNG, one onnxruntime session of the default model, one run",
+            "model": Path(default_model).name,
+            "cold_s": bare_s,
+            "peak_rss_mb": bare_mb,
+            "vs_floor": round(bare_s / floor_s, 2),
+        },
     }
     write_json(out, payload)
     print(f"wrote {out.relative_to(ROOT)}")

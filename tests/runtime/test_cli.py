@@ -286,3 +286,32 @@ def test_the_cli_module_loads_without_onnxruntime():
     code = "import sys, runtime.cli; print('onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # --help and usage errors never pay for it
+
+
+def test_a_named_command_is_built_alone_and_still_runs_as_a_subcommand(tiny_model, inputs):
+    import typer
+
+    from runtime.cli import invoked_only
+    from tests.conftest import cli_app
+
+    full = cli_app()
+    before = list(full.registered_commands)
+    one = invoked_only(full, ["predict"])
+    assert [c.callback.__name__ for c in one.registered_commands] == ["predict"]
+    assert full.registered_commands == before  # the app itself keeps every command
+    assert isinstance(typer.main.get_command(one), typer.core.TyperGroup)
+    result = runner.invoke(one, ["predict", str(inputs["npy"]), "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3
+    # a typo, a bare call, or an option first: every command stays reachable
+    for first in (["predcit"], [], ["--help"]):
+        assert invoked_only(full, first) is full
+
+
+def test_a_bare_call_prints_the_help_without_an_error_prefix():
+    from tests.conftest import cli_app
+
+    result = runner.invoke(cli_app(), [])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Usage: ")  # the runner names the program "root"
+    assert "predict" in result.stderr and "error:" not in result.stderr
