@@ -18,6 +18,7 @@ proves that the install works and what the answers are; it says nothing of speed
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 import subprocess
@@ -122,6 +123,17 @@ def main() -> int:
     data = load_split("test", args.data)
     images, labels = data.images[: args.limit], data.labels[: args.limit]
     work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "w") as lock:  # one run per --work: they share the venv and out/
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another arm64.py run in {work}", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return run_all(args, cpus, work, data, images, labels)
+
+
+def run_all(args, cpus, work, data, images, labels) -> int:
     root = arm64_root(work / "root")
     wheels = wheel_folder(work / "wheels")
     venv = install(root, wheels)

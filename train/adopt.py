@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import numpy_helper
 
 from runtime.contract import FORMAT, Contract, Overrides
 from runtime.errors import ModelError, ParityError
@@ -23,6 +23,7 @@ from runtime.mnist import load_split
 from runtime.parity import ParityReport, models_parity
 from runtime.session import Classifier
 from train.gate import write_model
+from train.simplify import static_shapes
 
 # The pixel conventions of common exporters, tried by `probe`.
 CONVENTIONS = {
@@ -112,7 +113,7 @@ def free_batch(model: onnx.ModelProto, contract: Contract) -> tuple[onnx.ModelPr
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     graph = copy.graph
-    inferred = _static_shapes(copy)
+    inferred = static_shapes(copy)
     # old exporters list initializers as inputs too: that makes them overridable and unfoldable
     initializers = {t.name for t in graph.initializer}
     kept = [i for i in graph.input if i.name not in initializers]
@@ -181,20 +182,6 @@ def _spelling(o: Overrides) -> str:
         low, high = o.input_range
         return f"--input-range {low:g},{high:g}"
     return f"--mean {o.mean:g} --std {o.std:g}"
-
-
-def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    try:
-        inferred = shape_inference.infer_shapes(model)
-    except shape_inference.InferenceError:  # a help here, not a requirement
-        return {}
-    values = (*inferred.graph.value_info, *inferred.graph.output)
-    return {
-        v.name: [
-            d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim
-        ]
-        for v in values
-    }
 
 
 def to_dict(result: AdoptResult) -> dict:

@@ -252,12 +252,21 @@ def quantize(
             "thread count: measure with `mnist-edge bench` (the model card has the figures).",
         ),
     ] = QuantFormat.qoperator,
+    space_to_depth: Annotated[
+        bool,
+        typer.Option(
+            "--space-to-depth/--no-space-to-depth",
+            help="Rewrite a stride-2 convolution over one input channel (the edge model's first "
+            "layer) as SpaceToDepth and a stride-1 convolution over four channels: the same "
+            "function, which onnxruntime quantizes well.",
+        ),
+    ] = True,
     fp32_single_channel_convs: Annotated[
         bool,
         typer.Option(
             "--fp32-single-channel-convs/--int8-single-channel-convs",
-            help="Keep convolutions over one input channel (the first layer) in fp32. Faster "
-            "for the edge model here, slower for the cnn: measure with `mnist-edge bench`.",
+            help="Keep convolutions over one input channel left after --space-to-depth (the "
+            "cnn's first layer) in fp32: slower for the cnn here; measure with `mnist-edge bench`.",
         ),
     ] = False,
     fp32_softmax: Annotated[
@@ -279,6 +288,7 @@ def quantize(
         calibration_size=calibration_size,
         per_channel=per_channel,
         quant_format=format_.value,
+        space_to_depth=space_to_depth,
         fp32_single_channel_convs=fp32_single_channel_convs,
         fp32_softmax=fp32_softmax,
     )

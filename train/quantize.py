@@ -30,6 +30,8 @@ from runtime.parity import ParityReport, models_parity
 from runtime.preprocess import as_batch
 from runtime.session import Classifier
 from train.gate import write_model
+from train.simplify import flatten_in_nhwc_order
+from train.stem import feed_pixels_directly, limit_pixel_weights, space_to_depth_stems
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -49,9 +51,12 @@ class QuantizeConfig:
     # optimizer to fuse. Chosen by measuring on this CPU (see the model card).
     quant_format: str = "qoperator"
     activations: str = "uint8"  # uint8 activations x int8 weights: the fast x86 kernel path
-    # Keep convs over a one-channel input (the first layer) in fp32. For the edge model's 5x5
-    # stride-2 conv, onnxruntime's QLinearConv ran 2.5x slower than fp32 and ignored a second
-    # thread; for the cnn's 3x3 conv, keeping it fp32 halved throughput. Measure per model.
+    # Rewrite a stride-2 conv over one input channel (the edge model's first layer) as
+    # SpaceToDepth and a stride-1 conv over four channels, the same function (train/stem.py):
+    # onnxruntime's QLinearConv over one channel ran 10x below the layers after it.
+    space_to_depth: bool = True
+    # Keep convs over a one-channel input that are left (the cnn's stride-1 first layer) in
+    # fp32. For the cnn's 3x3 conv, keeping it fp32 halved throughput. Measure per model.
     fp32_single_channel_convs: bool = False
     # Keep the Softmax in fp32: a quantized softmax puts probabilities on a 1/256 grid (top
     # confidence at most 0.9961, runners-up 0) with rows summing to 0.992..1.004.
@@ -107,6 +112,9 @@ def quantize_file(
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared))
         graph = onnx.load(prepared)
+        blocked = space_to_depth_stems(graph) if config.space_to_depth else []
+        if blocked:
+            onnx.save(graph, prepared)
         kept = single_channel_convs(graph) if config.fp32_single_channel_convs else []
         softmax = [n.name for n in graph.graph.node if n.op_type == "Softmax"]
         softmax = softmax if config.fp32_softmax else []
@@ -120,7 +128,10 @@ def quantize_file(
                 kept + softmax,
             )
         model = onnx.load(quantized)
-    meta = {**fp32.metadata, **_quant_metadata(config, n, kept, softmax)}
+    direct = feed_pixels_directly(model)
+    seven_bit = limit_pixel_weights(model) if direct else None
+    flatten_in_nhwc_order(model)
+    meta = {**fp32.metadata, **_quant_metadata(config, n, blocked, kept, softmax, seven_bit)}
 
     check = lambda tmp_out: fp32_parity(fp32, tmp_out, data)  # noqa: E731
     report = write_model(out, model, meta, check, against="fp32", advice=INT8_ADVICE)
@@ -171,11 +182,23 @@ def single_channel_convs(model: onnx.ModelProto) -> list[str]:
 
 
 def _quant_metadata(
-    config: QuantizeConfig, calibration_images: int, fp32_convs: list[str], softmax: list[str]
+    config: QuantizeConfig,
+    calibration_images: int,
+    blocked: list[str],
+    fp32_convs: list[str],
+    softmax: list[str],
+    seven_bit: str | None,
 ) -> dict[str, str]:
     kept = f"; kept in fp32: {', '.join(fp32_convs)} (one input channel)" if fp32_convs else ""
+    if blocked:
+        kept += f"; {', '.join(blocked)} over 2x2 blocks (SpaceToDepth, stride 1, four channels)"
     if softmax:
         kept += f"; softmax in fp32 ({', '.join(softmax)}): full-resolution probabilities"
+    if seven_bit:
+        kept += (
+            f"; uint8 pixels feed {seven_bit} directly, its weights in 7 bits (no 16-bit "
+            "saturation on x86 without VNNI)"
+        )
     return {
         "variant": "int8",
         "quantization": (

@@ -1,4 +1,5 @@
-"""Export-time clean-up of the dense head that tf2onnx writes for Keras' Flatten.
+"""Export-time clean-up of the dense head that tf2onnx writes for Keras' Flatten, and its
+INT8 counterpart.
 
 tf2onnx turns `Flatten -> Dense` on an NCHW feature map into
     Transpose(NCHW -> NHWC) -> Shape/Gather/Cast/Slice/Concat/Cast (the dynamic target shape)
@@ -17,7 +18,7 @@ from onnx import numpy_helper, shape_inference
 
 def simplify_dense_head(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrite every Transpose(0,2,3,1) -> Reshape -> MatMul(const) chain; returns `model`."""
-    shapes = _static_shapes(model)
+    shapes = static_shapes(model)
     consumers = _consumers(model)
     inits = {t.name: t for t in model.graph.initializer}
     for reshape in [n for n in model.graph.node if n.op_type == "Reshape"]:
@@ -26,7 +27,7 @@ def simplify_dense_head(model: onnx.ModelProto) -> onnx.ModelProto:
         if (
             transpose is None
             or transpose.op_type != "Transpose"
-            or list(_attr(transpose, "perm")) != [0, 2, 3, 1]
+            or list(attribute(transpose, "perm")) != [0, 2, 3, 1]
             or len(users) != 1
             or users[0].op_type != "MatMul"
             or users[0].input[1] not in inits
@@ -47,10 +48,68 @@ def simplify_dense_head(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    inferred = shape_inference.infer_shapes(model)
+def flatten_in_nhwc_order(model: onnx.ModelProto) -> list[str]:
+    """The INT8 counterpart of `simplify_dense_head`: onnxruntime runs QLinearConv in NHWC and
+    transposes back to NCHW for a flatten that follows, so a Reshape(QLinearConv) -> QGemm
+    chain gets the Transpose(0,2,3,1) back, which cancels the one onnxruntime adds, and the
+    QGemm's weight rows NHWC order. Rewrites in place; returns the QGemm nodes changed."""
+    shapes = static_shapes(model)
+    consumers = _consumers(model)
+    inits = {t.name: t for t in model.graph.initializer}
+    changed = []
+    for reshape in [n for n in model.graph.node if n.op_type == "Reshape"]:
+        conv = _producer(model, reshape.input[0])
+        users = consumers.get(reshape.output[0], [])
+        shape = shapes.get(reshape.input[0], [])
+        if (
+            conv is None
+            or conv.op_type != "QLinearConv"
+            or len(consumers.get(conv.output[0], [])) != 1
+            or len(users) != 1
+            or users[0].op_type != "QGemm"
+            or users[0].input[3] not in inits
+            or _attribute_or_none(users[0], "transB")
+            or len(shape) != 4
+            or 0 in shape[1:]
+        ):
+            continue
+        _, c, h, w = shape
+        weight = numpy_helper.to_array(inits[users[0].input[3]])  # (C*H*W, K), NCHW order
+        if weight.shape[0] != c * h * w:
+            continue
+        k = weight.shape[1]
+        nhwc = weight.reshape(c, h, w, k).transpose(1, 2, 0, 3).reshape(c * h * w, k)
+        inits[users[0].input[3]].CopyFrom(numpy_helper.from_array(nhwc, users[0].input[3]))
+        transposed = conv.output[0] + "_nhwc"
+        at = list(model.graph.node).index(reshape)
+        model.graph.node.insert(
+            at,
+            onnx.helper.make_node(
+                "Transpose", [conv.output[0]], [transposed], name=transposed, perm=[0, 2, 3, 1]
+            ),
+        )
+        reshape.input[0] = transposed
+        changed.append(users[0].name)
+    return changed
+
+
+def _attribute_or_none(node: onnx.NodeProto, name: str):
+    return next((attribute(node, a.name) for a in node.attribute if a.name == name), None)
+
+
+def static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Each tensor's inferred shape, 0 for a dimension not known; {} when inference fails."""
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except shape_inference.InferenceError:
+        return {}
     values = (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
-    return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+    return {
+        v.name: [
+            d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim
+        ]
+        for v in values
+    }
 
 
 def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
@@ -65,7 +124,7 @@ def _producer(model: onnx.ModelProto, name: str) -> onnx.NodeProto | None:
     return next((n for n in model.graph.node if name in n.output), None)
 
 
-def _attr(node: onnx.NodeProto, name: str):
+def attribute(node: onnx.NodeProto, name: str):
     return next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name)
 
 

@@ -103,34 +103,65 @@ def test_parity_between_two_onnx_models_fails_on_a_corrupted_weight(mlp, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("flags", "fp32_convs", "qdq"),
+    ("flags", "blocked", "fp32_convs", "qdq"),
     [
-        ([], 0, False),
-        (["--fp32-single-channel-convs"], 1, False),
-        (["--format", "qdq", "--fp32-single-channel-convs"], 1, True),
+        ([], True, 0, False),
+        (["--no-space-to-depth"], False, 0, False),
+        (["--no-space-to-depth", "--fp32-single-channel-convs"], False, 1, False),
+        (["--format", "qdq", "--no-space-to-depth", "--fp32-single-channel-convs"], False, 1, True),
+        (["--fp32-single-channel-convs"], True, 0, False),  # none is left over one channel
     ],
 )
-def test_quantize_keeps_one_channel_convs_in_fp32_when_told(tmp_path, flags, fp32_convs, qdq):
+def test_quantize_blocks_or_keeps_the_one_channel_conv_as_told(
+    tmp_path, flags, blocked, fp32_convs, qdq
+):
     out, result = _quantize_edge(tmp_path, "--calibration-size", "200", *flags)
     assert result.exit_code == 0, result.output
     graph = onnx.load(out).graph
+    ops = {n.op_type for n in graph.node}
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized]
     assert len(float_convs) == fp32_convs
-    assert ("QLinearConv" not in {n.op_type for n in graph.node}) == qdq
-    kept = re.search(
-        r"kept in fp32: (\S+) \(one input channel\)", Classifier(out).metadata["quantization"]
-    )
+    assert ("QLinearConv" not in ops) == qdq
+    assert ("SpaceToDepth" in ops) == blocked
+    quantization = Classifier(out).metadata["quantization"]
+    assert ("over 2x2 blocks (SpaceToDepth" in quantization) == blocked
+    kept = re.search(r"kept in fp32: (\S+) \(one input channel\)", quantization)
     assert (kept is not None) == bool(fp32_convs)
     if kept:
         assert kept.group(1) == float_convs[0].name
+
+
+def test_int8_graph_rewrites_change_no_output_and_leave_the_fewest_ops(tmp_path, monkeypatch):
+    import train.quantize as quantize_module
+
+    # the 7-bit weights of the pixel-reading layer change outputs by design: kept out of both
+    monkeypatch.setattr(quantize_module, "limit_pixel_weights", lambda model: None)
+    out, result = _quantize_edge(tmp_path, "--calibration-size", "200", "--fp32-softmax")
+    assert result.exit_code == 0, result.output
+    ops = [n.op_type for n in onnx.load(out).graph.node]
+    # pixels straight into the first QLinearConv; the flatten reads NHWC
+    assert ops[:3] == ["Reshape", "SpaceToDepth", "QLinearConv"]
+    assert ops[ops.index("QGemm") - 2 : ops.index("QGemm")] == ["Transpose", "Reshape"]
+    monkeypatch.setattr(quantize_module, "feed_pixels_directly", lambda model: False)
+    monkeypatch.setattr(quantize_module, "flatten_in_nhwc_order", lambda model: [])
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    plain_out, result = _quantize_edge(plain, "--calibration-size", "200", "--fp32-softmax")
+    assert result.exit_code == 0, result.output
+    assert "Cast" in [n.op_type for n in onnx.load(plain_out).graph.node]
+    images = load_split("test", real_mnist_dir()).images[:500]
+    with Classifier(out) as rewritten, Classifier(plain_out) as reference:
+        np.testing.assert_array_equal(
+            rewritten.predict_proba(images), reference.predict_proba(images)
+        )
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_quantize_calibrates_with_each_method_at_the_default_size(tmp_path, method):
     # 1,000 calibration images in batches of 64 once left a short last batch that these
     # calibrators could not stack
-    out, result = _quantize_edge(tmp_path, "--method", method, "--fp32-single-channel-convs")
+    out, result = _quantize_edge(tmp_path, "--method", method)
     assert result.exit_code == 0, result.output
     assert f"{method} calibration on 1000" in Classifier(out).metadata["quantization"]
     assert "Collecting tensor data" not in result.stdout  # the calibrators' prints are kept out
@@ -156,9 +187,7 @@ def test_quantize_into_a_folder_that_is_a_file_is_one_line(tmp_path):
 
 
 def test_fp32_softmax_gives_full_resolution_probabilities(tmp_path):
-    out, result = _quantize_edge(
-        tmp_path, "--calibration-size", "200", "--fp32-single-channel-convs", "--fp32-softmax"
-    )
+    out, result = _quantize_edge(tmp_path, "--calibration-size", "200", "--fp32-softmax")
     assert result.exit_code == 0, result.output
     assert onnx.load(out).graph.node[-1].op_type == "Softmax"  # a float softmax, last
     images = load_split("test", real_mnist_dir()).images[:200]
