@@ -44,7 +44,7 @@ def simplify_dense_head(model: onnx.ModelProto) -> onnx.ModelProto:
             numpy_helper.from_array(np.array([-1, c * h * w], np.int64), shape_name)
         )
         reshape.input[:] = [transpose.input[0], shape_name]
-    _drop_dead_nodes(model)
+    drop_dead_nodes(model)
     return model
 
 
@@ -68,7 +68,7 @@ def flatten_in_nhwc_order(model: onnx.ModelProto) -> list[str]:
             or len(users) != 1
             or users[0].op_type != "QGemm"
             or users[0].input[3] not in inits
-            or _attribute_or_none(users[0], "transB")
+            or attribute(users[0], "transB")
             or len(shape) != 4
             or 0 in shape[1:]
         ):
@@ -91,10 +91,6 @@ def flatten_in_nhwc_order(model: onnx.ModelProto) -> list[str]:
         reshape.input[0] = transposed
         changed.append(users[0].name)
     return changed
-
-
-def _attribute_or_none(node: onnx.NodeProto, name: str):
-    return next((attribute(node, a.name) for a in node.attribute if a.name == name), None)
 
 
 def static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
@@ -124,11 +120,16 @@ def _producer(model: onnx.ModelProto, name: str) -> onnx.NodeProto | None:
     return next((n for n in model.graph.node if name in n.output), None)
 
 
-def attribute(node: onnx.NodeProto, name: str):
-    return next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name)
+def attribute(node: onnx.NodeProto, name: str, default=None):
+    """A node's attribute (lists as lists), or `default` when the node does not set it."""
+    for a in node.attribute:
+        if a.name == name:
+            value = onnx.helper.get_attribute_value(a)
+            return list(value) if isinstance(value, list | tuple) else value
+    return default
 
 
-def _drop_dead_nodes(model: onnx.ModelProto) -> None:
+def drop_dead_nodes(model: onnx.ModelProto) -> None:
     """Remove nodes whose outputs feed nothing, then initializers nothing reads."""
     wanted = {o.name for o in model.graph.output}
     while True:

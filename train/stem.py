@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from train.simplify import attribute, static_shapes
+from train.simplify import attribute, drop_dead_nodes, static_shapes
 
 
 def space_to_depth_stems(model: onnx.ModelProto) -> list[str]:
@@ -34,7 +34,7 @@ def space_to_depth_stems(model: onnx.ModelProto) -> list[str]:
         if weight is None or not _fits(conv, weight, shape):
             continue
         w = numpy_helper.to_array(weight)
-        blocked, pads = block_kernel(w, _attribute_or(conv, "pads", [0, 0, 0, 0]), shape[2:])
+        blocked, pads = block_kernel(w, attribute(conv, "pads", [0, 0, 0, 0]), shape[2:])
         if min(pads) < 0:
             continue
         name = f"{conv.input[1]}_space_to_depth"
@@ -52,9 +52,7 @@ def space_to_depth_stems(model: onnx.ModelProto) -> list[str]:
         _set(conv, "kernel_shape", list(blocked.shape[2:]))
         _set(conv, "pads", pads)
         rewritten.append(conv.name)
-    used = {i for n in model.graph.node for i in n.input}
-    for init in [t for t in model.graph.initializer if t.name not in used]:
-        model.graph.initializer.remove(init)
+    drop_dead_nodes(model)  # the replaced kernels
     return rewritten
 
 
@@ -116,9 +114,7 @@ def feed_pixels_directly(model: onnx.ModelProto) -> bool:
                 graph.value_info.remove(info)  # they were float; they are uint8 now
         graph.node.remove(chain[0])
         graph.node.remove(quantize)
-        used = {i for n in graph.node for i in n.input}
-        for init in [t for t in graph.initializer if t.name not in used]:
-            graph.initializer.remove(init)
+        drop_dead_nodes(model)  # their scale and zero point
         return True
     return False
 
@@ -198,18 +194,11 @@ def _fits(conv: onnx.NodeProto, weight: onnx.TensorProto, shape: list[int]) -> b
         and weight.dims[1] == 1
         and len(shape) == 4
         and all(d > 0 and d % 2 == 0 for d in shape[2:])
-        and _attribute_or(conv, "strides", [1, 1]) == [2, 2]
-        and _attribute_or(conv, "dilations", [1, 1]) == [1, 1]
-        and _attribute_or(conv, "group", 1) == 1
-        and _attribute_or(conv, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+        and attribute(conv, "strides", [1, 1]) == [2, 2]
+        and attribute(conv, "dilations", [1, 1]) == [1, 1]
+        and attribute(conv, "group", 1) == 1
+        and attribute(conv, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
     )
-
-
-def _attribute_or(node: onnx.NodeProto, name: str, default):
-    if any(a.name == name for a in node.attribute):
-        value = attribute(node, name)
-        return list(value) if isinstance(value, list | tuple) else value
-    return default
 
 
 def _set(node: onnx.NodeProto, name: str, value) -> None:
