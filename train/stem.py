@@ -88,7 +88,7 @@ def feed_pixels_directly(model: onnx.ModelProto) -> bool:
     for source in graph.input:
         if source.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
             continue
-        chain = _only_consumers(graph, source.name)
+        chain = _only_consumers(graph, source.name, until="QuantizeLinear")
         if not chain or chain[0].op_type != "Cast":
             continue
         quantize, layout = chain[-1], chain[1:-1]
@@ -130,15 +130,14 @@ def limit_pixel_weights(model: onnx.ModelProto) -> str | None:
     for source in graph.input:
         if source.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
             continue
-        name = source.name
-        while True:
-            users = [n for n in graph.node if name in n.input]
-            if len(users) != 1 or users[0].op_type not in LAYOUT_OPS | {"QLinearConv"}:
-                break
-            if users[0].op_type == "QLinearConv":
-                _requantize_weights(graph, users[0], bits=7)
-                return users[0].name
-            name = users[0].output[0]
+        *layout, conv = _only_consumers(graph, source.name, until="QLinearConv") or [None]
+        if (
+            conv is not None
+            and conv.op_type == "QLinearConv"
+            and all(n.op_type in LAYOUT_OPS for n in layout)
+        ):
+            _requantize_weights(graph, conv, bits=7)
+            return conv.name
     return None
 
 
@@ -169,16 +168,16 @@ def _replace(tensor: onnx.TensorProto, array: np.ndarray) -> None:
     tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
 
 
-def _only_consumers(graph: onnx.GraphProto, name: str) -> list[onnx.NodeProto]:
+def _only_consumers(graph: onnx.GraphProto, name: str, until: str) -> list[onnx.NodeProto]:
     """The nodes from `name` on while each output feeds exactly one node, up to and including
-    the first QuantizeLinear."""
+    the first `until` op."""
     chain = []
     while True:
         users = [n for n in graph.node if name in n.input]
         if len(users) != 1 or any(name == o.name for o in graph.output):
             return chain
         chain.append(users[0])
-        if users[0].op_type == "QuantizeLinear" or len(users[0].output) != 1:
+        if users[0].op_type == until or len(users[0].output) != 1:
             return chain
         name = users[0].output[0]
 
