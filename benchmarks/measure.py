@@ -1,11 +1,14 @@
-"""Helpers the benchmark scripts share: time and peak memory of a child process."""
+"""Helpers the benchmark scripts share: time and peak memory of a child process, p50 of a call."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 # A child's ru_maxrss also counts the pages it inherited from its parent before exec: measured
 # straight from a benchmark process that has onnxruntime loaded, a one-image predict "peaks" at
@@ -36,3 +39,15 @@ def run_measured(args: list[str], cwd: Path | None = None) -> tuple[float, float
     if report["code"] != 0:
         raise RuntimeError(f"{' '.join(map(str, args))} failed: {report['stderr']}")
     return report["wall"], report["maxrss_kb"] / 1024
+
+
+def call_p50_us(session, feed: dict, calls: int) -> float:
+    """p50 in us of `calls` timed `session.run`s, after a quarter as many untimed ones."""
+    for _ in range(calls // 4 + 1):
+        session.run(None, feed)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter_ns()
+        session.run(None, feed)
+        times.append(time.perf_counter_ns() - start)
+    return float(np.median(times)) / 1000

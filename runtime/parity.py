@@ -13,6 +13,7 @@ MAX_ABS_DIFF = 1e-5  # fp32 export: largest allowed probability difference
 INT8_AGREEMENT_MIN = 0.998  # INT8 variant: top-1 agreement with its fp32 source
 INT8_ACCURACY_DROP_MAX = 0.001  # INT8 variant: at most 0.1 percentage points of test accuracy
 INT8_MAX_ABS_DIFF = 1.0  # INT8 variant: reported, not limiting (near-ties legitimately swing)
+ROW_TOLERANCE = 0.01  # reported: the share of rows whose every probability is this close
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ParityReport:
     max_abs_diff_allowed: float
     disagreements: list[int]  # indices of images whose top-1 labels differ (first 20)
     accuracy_drop_max: float | None = None  # None: accuracy may differ (not checked)
+    rows_within: float = 1.0  # share of rows with max |p_candidate - p_reference| <= ROW_TOLERANCE
 
     @property
     def passed(self) -> bool:
@@ -93,14 +95,16 @@ def compare(
     ref_top, cand_top = reference.argmax(axis=1), candidate.argmax(axis=1)
     differ = np.flatnonzero(ref_top != cand_top)
     n = max(len(labels), 1)
+    row_diff = np.abs(reference.astype(np.float64) - candidate).max(axis=1, initial=0.0)
     return ParityReport(
         count=len(labels),
         agreement=1 - len(differ) / n,
-        max_abs_diff=float(np.abs(reference.astype(np.float64) - candidate).max(initial=0.0)),
+        max_abs_diff=float(row_diff.max(initial=0.0)),
         reference_accuracy=float((ref_top == labels).sum() / n),
         candidate_accuracy=float((cand_top == labels).sum() / n),
         agreement_min=agreement_min,
         max_abs_diff_allowed=max_abs_diff_allowed,
         disagreements=differ[:20].tolist(),
         accuracy_drop_max=accuracy_drop_max,
+        rows_within=float((row_diff <= ROW_TOLERANCE).sum() / n),
     )

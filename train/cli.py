@@ -277,6 +277,14 @@ def quantize(
             "1/256 grid, rows summing to 1.",
         ),
     ] = False,
+    keep_fp32: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NODE",
+            help="Keep this Conv, Gemm or MatMul node in fp32 (repeatable; a wrong name lists "
+            "the names). Each layer's cost in accuracy and speed: benchmarks/int8_layers.py.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ):
     """Static INT8 quantization, calibrated on training images; written only if it holds."""
@@ -291,6 +299,7 @@ def quantize(
         space_to_depth=space_to_depth,
         fp32_single_channel_convs=fp32_single_channel_convs,
         fp32_softmax=fp32_softmax,
+        fp32_nodes=tuple(keep_fp32 or ()),
     )
     result = quantize_file(onnx_model, out, config, data)
     p = result.parity
@@ -303,7 +312,8 @@ def quantize(
     )
     say(
         f"vs fp32 on {p.count} test images: agreement {p.agreement:.4%}, accuracy "
-        f"{p.reference_accuracy:.4%} -> {p.candidate_accuracy:.4%}"
+        f"{p.reference_accuracy:.4%} -> {p.candidate_accuracy:.4%}, rows within 0.01 "
+        f"{p.rows_within:.2%}"
     )
 
 

@@ -31,7 +31,12 @@ from runtime.preprocess import as_batch
 from runtime.session import Classifier
 from train.gate import write_model
 from train.simplify import flatten_in_nhwc_order
-from train.stem import feed_pixels_directly, limit_pixel_weights, space_to_depth_stems
+from train.stem import (
+    feed_pixels_directly,
+    limit_pixel_weights,
+    pixel_ranges,
+    space_to_depth_stems,
+)
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -61,6 +66,9 @@ class QuantizeConfig:
     # Keep the Softmax in fp32: a quantized softmax puts probabilities on a 1/256 grid (top
     # confidence at most 0.9961, runners-up 0) with rows summing to 0.992..1.004.
     fp32_softmax: bool = False
+    # Named nodes (as after onnxruntime's pre-processing) kept in fp32: mixed precision, for a
+    # layer whose quantization costs more accuracy than its speed is worth.
+    fp32_nodes: tuple[str, ...] = ()
     reduce_range: bool = False  # 7-bit weights, only for CPUs without VNNI
 
 
@@ -110,14 +118,11 @@ def quantize_file(
 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared))
-        graph = onnx.load(prepared)
-        blocked = space_to_depth_stems(graph) if config.space_to_depth else []
-        if blocked:
-            onnx.save(graph, prepared)
+        graph, blocked = prepare(source, prepared, config)
         kept = single_channel_convs(graph) if config.fp32_single_channel_convs else []
         softmax = [n.name for n in graph.graph.node if n.op_type == "Softmax"]
         softmax = softmax if config.fp32_softmax else []
+        named = _named_nodes(graph, config.fp32_nodes, source)
         quantized = Path(tmp) / "int8.onnx"
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
             _quantize_static(
@@ -125,13 +130,15 @@ def quantize_file(
                 quantized,
                 _Images(fp32.contract.input_name, batches),
                 config,
-                kept + softmax,
+                kept + softmax + named,
+                pixel_ranges(graph),
             )
         model = onnx.load(quantized)
     direct = feed_pixels_directly(model)
     seven_bit = limit_pixel_weights(model) if direct else None
     flatten_in_nhwc_order(model)
-    meta = {**fp32.metadata, **_quant_metadata(config, n, blocked, kept, softmax, seven_bit)}
+    fp32_nodes = list(dict.fromkeys(kept + named))
+    meta = {**fp32.metadata, **_quant_metadata(config, n, blocked, fp32_nodes, softmax, seven_bit)}
 
     check = lambda tmp_out: fp32_parity(fp32, tmp_out, data)  # noqa: E731
     report = write_model(out, model, meta, check, against="fp32", advice=INT8_ADVICE)
@@ -146,8 +153,28 @@ INT8_ADVICE = (
 )
 
 
+def prepare(source: Path, dest: Path, config: QuantizeConfig) -> tuple[onnx.ModelProto, list]:
+    """onnxruntime's pre-processing, then the stride-2 stems over blocks: (graph, blocked)."""
+    quant_pre_process(str(source), str(dest))
+    graph = onnx.load(dest)
+    blocked = space_to_depth_stems(graph) if config.space_to_depth else []
+    if blocked:
+        onnx.save(graph, dest)
+    return graph, blocked
+
+
+def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes `fp32_nodes` may name: the layers with weights."""
+    return [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+
+
 def _quantize_static(
-    source: Path, dest: Path, images: CalibrationDataReader, config: QuantizeConfig, kept: list
+    source: Path,
+    dest: Path,
+    images: CalibrationDataReader,
+    config: QuantizeConfig,
+    kept: list,
+    overrides: dict,
 ) -> None:
     quantize_static(
         str(source),
@@ -160,6 +187,7 @@ def _quantize_static(
         weight_type=QuantType.QInt8,
         calibrate_method=METHODS[config.method],
         nodes_to_exclude=kept,
+        extra_options={"TensorQuantOverrides": overrides},
     )
 
 
@@ -181,15 +209,27 @@ def single_channel_convs(model: onnx.ModelProto) -> list[str]:
     ]
 
 
+def _named_nodes(model: onnx.ModelProto, names: tuple[str, ...], source: Path) -> list[str]:
+    """`names`, each checked to be a quantizable node of the prepared graph."""
+    quantizable = quantizable_nodes(model)
+    for name in names:
+        if name not in quantizable:
+            raise InputError(
+                f"--keep-fp32: expected a Conv, Gemm or MatMul node of {source} (as named after "
+                f"pre-processing: {', '.join(quantizable)}), found {name!r}"
+            )
+    return list(dict.fromkeys(names))
+
+
 def _quant_metadata(
     config: QuantizeConfig,
     calibration_images: int,
     blocked: list[str],
-    fp32_convs: list[str],
+    fp32_nodes: list[str],
     softmax: list[str],
     seven_bit: str | None,
 ) -> dict[str, str]:
-    kept = f"; kept in fp32: {', '.join(fp32_convs)} (one input channel)" if fp32_convs else ""
+    kept = f"; kept in fp32: {', '.join(fp32_nodes)}" if fp32_nodes else ""
     if blocked:
         kept += f"; {', '.join(blocked)} over 2x2 blocks (SpaceToDepth, stride 1, four channels)"
     if softmax:

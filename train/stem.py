@@ -15,6 +15,8 @@ reach the first QLinearConv as they are.
 
 from __future__ import annotations
 
+from itertools import takewhile
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -78,6 +80,24 @@ def block_kernel(
 
 
 LAYOUT_OPS = {"Reshape", "SpaceToDepth", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+def pixel_ranges(model: onnx.ModelProto) -> dict[str, list[dict]]:
+    """Quantization overrides that give the float tensors still holding a uint8 input's raw
+    pixels (its Cast, then layout ops) their full range, 0..255: scale 1, zero point 0, so the
+    pixels are quantized exactly, however the calibration method clips other tensors, and
+    `feed_pixels_directly` can drop the pair."""
+    overrides = {}
+    for source in model.graph.input:
+        if source.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
+            continue
+        chain = _only_consumers(model.graph, source.name, until="Conv")
+        if chain and chain[0].op_type == "Cast":
+            pixels = [chain[0], *takewhile(lambda n: n.op_type in LAYOUT_OPS, chain[1:])]
+            overrides.update(
+                {n.output[0]: [{"rmin": np.float32(0), "rmax": np.float32(255)}] for n in pixels}
+            )
+    return overrides
 
 
 def feed_pixels_directly(model: onnx.ModelProto) -> bool:

@@ -57,6 +57,7 @@ def test_parity_counts_disagreements_and_largest_difference():
     assert report.agreement == 0.75 and report.disagreements == [2]
     assert report.max_abs_diff == pytest.approx(1.0)
     assert report.reference_accuracy == 0.75 and report.candidate_accuracy == 0.5
+    assert report.rows_within == 0.75  # the flipped row; 1e-3 is within 0.01
     assert not report.passed and len(report.failures()) == 2
 
 

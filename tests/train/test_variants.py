@@ -126,10 +126,28 @@ def test_quantize_blocks_or_keeps_the_one_channel_conv_as_told(
     assert ("SpaceToDepth" in ops) == blocked
     quantization = Classifier(out).metadata["quantization"]
     assert ("over 2x2 blocks (SpaceToDepth" in quantization) == blocked
-    kept = re.search(r"kept in fp32: (\S+) \(one input channel\)", quantization)
+    kept = re.search(r"kept in fp32: ([^;]+)", quantization)
     assert (kept is not None) == bool(fp32_convs)
     if kept:
         assert kept.group(1) == float_convs[0].name
+
+
+def test_keep_fp32_leaves_the_named_layer_in_float_and_reports_rows_within(tmp_path):
+    out, result = _quantize_edge(tmp_path, "--calibration-size", "200", "--keep-fp32", "Conv__33")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"rows within 0\.01 \d+\.\d\d%", result.stdout)
+    graph = onnx.load(out).graph
+    assert [n.name for n in graph.node if n.op_type == "Conv"] == ["Conv__33"]
+    assert sum(n.op_type == "QLinearConv" for n in graph.node) == 2
+    assert "kept in fp32: Conv__33" in Classifier(out).metadata["quantization"]
+
+
+def test_keep_fp32_with_an_unknown_node_lists_the_names_in_one_line(tmp_path):
+    out, result = _quantize_edge(tmp_path, "--keep-fp32", "conv2")
+    assert result.exit_code == 2 and not out.exists()
+    assert result.stderr.startswith("error: --keep-fp32: expected a Conv, Gemm or MatMul node")
+    assert "Conv__33" in result.stderr and "found 'conv2'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_int8_graph_rewrites_change_no_output_and_leave_the_fewest_ops(tmp_path, monkeypatch):
@@ -163,7 +181,11 @@ def test_quantize_calibrates_with_each_method_at_the_default_size(tmp_path, meth
     # calibrators could not stack
     out, result = _quantize_edge(tmp_path, "--method", method)
     assert result.exit_code == 0, result.output
-    assert f"{method} calibration on 1000" in Classifier(out).metadata["quantization"]
+    quantization = Classifier(out).metadata["quantization"]
+    assert f"{method} calibration on 1000" in quantization
+    # pixels keep their 0..255 range whatever the method clips: fed straight in, 7-bit weights
+    assert "Cast" not in {n.op_type for n in onnx.load(out).graph.node}
+    assert "its weights in 7 bits" in quantization
     assert "Collecting tensor data" not in result.stdout  # the calibrators' prints are kept out
 
 
