@@ -125,6 +125,10 @@ def test_bound_buffers_never_leak_between_calls(tiny_model):
     kept = first.copy()
     clf.predict_proba(b)  # same shape: reuses the bound output buffer
     np.testing.assert_array_equal(first, kept)  # what the caller holds is its own copy
+    for images in (b, a):  # each bound run reads the images it is given, not the last ones
+        feed = {clf.contract.input_name: clf.contract.feed(images)}
+        plain = clf.contract.probabilities(clf.session.run(None, feed)[0])
+        np.testing.assert_allclose(clf.predict_proba(images), plain, rtol=1e-6)
     for n in range(1, 9):  # more shapes than bindings are kept: falls back to plain runs
         assert clf.predict_proba(b[:1].repeat(n, axis=0)).shape == (n, 10)
 
