@@ -291,6 +291,8 @@ def _options(settings: SessionSettings) -> ort.SessionOptions:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.enable_cpu_mem_arena = settings.memory_arena
     opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(settings.spinning)))
+    if not settings.spin_between_runs:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.graph_optimization_level = _LEVELS[settings.optimization]
     if settings.profile_prefix:
         opts.enable_profiling = True

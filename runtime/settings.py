@@ -18,6 +18,12 @@ class SessionSettings:
 
     threads: int | None = None  # intra-op threads; None lets onnxruntime use every core
     spinning: bool = True  # busy-wait between ops: lower latency, more power
+    # False: the threads stop spinning as each run returns, so a process that alternates
+    # between several multi-thread sessions does not have one's idle threads take the cores
+    # another needs (benchmarks/cohabit.py: INT8 batch 256 beside an fp32 session, 2,499 ->
+    # 1,352 us). Each run then wakes its threads: fp32 on two threads, batch 256 4% slower,
+    # batch 1 24.0 -> 29.6-38.3 us. One model per process, the CLI's case, needs neither.
+    spin_between_runs: bool = True
     memory_arena: bool = True  # reuse buffers between calls
     optimization: str = "all"  # graph optimisation: disable, basic, extended, all
     # With several threads, split a large batch across single-thread sessions, one slice per

@@ -1,5 +1,6 @@
-"""The two INT8 profiles of issue 15: per-op batch-1 costs (op_costs.py) and per-layer
-precision (int8_layers.py). No test asserts a speed; they pin down what is measured."""
+"""The measurements behind issue 15's reasons: per-op batch-1 costs (op_costs.py), per-layer
+INT8 precision (int8_layers.py), two sessions in one process (cohabit.py). No test asserts a
+speed; they pin down what is measured."""
 
 import json
 import subprocess
@@ -15,6 +16,7 @@ import onnxruntime as ort  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cohabit import worker  # noqa: E402
 from op_costs import cuts  # noqa: E402
 
 
@@ -60,3 +62,10 @@ def test_int8_layers_quantizes_each_layer_kept_and_alone(tmp_path, real_mnist):
         if label != "fp32":
             assert 0.9 < row["rows_within"] <= 1 and row["agreement"] >= 0.998
             assert row["p999_abs_diff"] <= row["max_abs_diff"]
+
+
+@pytest.mark.parametrize("alternate", [False, True])
+def test_cohabit_times_each_model_it_holds(alternate):
+    spin = {"spinning": True, "spin_between_runs": False}
+    p50 = worker(["fp32", "int8"], batch=4, spin=spin, blocks=2, alternate=alternate)
+    assert set(p50) == {"fp32", "int8"} and all(us > 0 for us in p50.values())

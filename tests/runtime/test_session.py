@@ -212,3 +212,12 @@ def test_a_forked_child_classifies_with_the_parents_classifier(tmp_path):
         child.kill()
         child.join()
     clf.close()
+
+
+def test_spinning_stops_after_each_run_only_when_asked():
+    from runtime.session import _options
+
+    asked = _options(SessionSettings(threads=2, spin_between_runs=False))
+    assert asked.get_session_config_entry("session.force_spinning_stop") == "1"
+    with pytest.raises(RuntimeError, match="force_spinning_stop"):  # onnxruntime's default
+        _options(SessionSettings(threads=2)).get_session_config_entry("session.force_spinning_stop")
