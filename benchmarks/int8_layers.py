@@ -59,9 +59,10 @@ def latency(files: dict[str, Path], images: np.ndarray, rounds: int, calls: int)
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     sessions = {k: ort.InferenceSession(str(p), options) for k, p in files.items()}
-    feeds = {
-        k: {b: Classifier(p).contract.feed(images[:b]) for b in (1, 256)} for k, p in files.items()
-    }
+    feeds = {}
+    for k, p in files.items():  # each file's own input layout, its Classifier closed before timing
+        with Classifier(p) as clf:
+            feeds[k] = {b: clf.contract.feed(images[:b]) for b in (1, 256)}
     seen = {(k, b): [] for k in files for b in (1, 256)}
     for _ in range(rounds):
         for k, s in sessions.items():
