@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,12 +128,14 @@ def read_shard(shard: Shard) -> tuple[list[str], np.ndarray]:
         return [shard.path], as_images(load_image(path), shard.path)
     size = shard.stop - shard.start
     if shard.kind == "npy":
-        chunk = next(itertools.islice(_chunks(path, shard.kind, size), shard.start // size, None))
+        chunk = np.asarray(_open_npy(path)[shard.start : shard.stop])
     else:
         try:
-            chunk = next(iter_idx(path, size, shard.start))
+            chunk = next(iter_idx(path, size, shard.start), np.empty((0,)))
         except DataError as e:
             raise InputError(str(e)) from None
+    if len(chunk) != size:  # the file changed between planning and reading
+        raise InputError(f"{path}: expected images {shard.start}..{shard.stop - 1}, found fewer")
     names = [f"{shard.path}[{i}]" for i in range(shard.start, shard.stop)]
     return names, as_images(chunk, shard.path)
 
