@@ -6,10 +6,15 @@ arrived, whichever comes first. Input is checked in the caller's thread, so a ba
 error of the caller that sent it; a failure of the model itself reaches every caller whose
 images were in that call. The queue is bounded: past `max_queue` waiting requests, `submit`
 raises Overloaded at once (a server answers 503) instead of letting latency grow without end.
+
+The worker outlives any one caller: a caller that gives up (a cancelled Future) is skipped, a
+failing model or `on_call` hook fails that call only, and `close` ends even with a full queue
+or a dead worker, answering what it cannot run with Closed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -26,6 +31,10 @@ from runtime.session import Classifier
 
 class Overloaded(MnistEdgeError):
     """The batcher's queue is full: try again later."""
+
+
+class Closed(MnistEdgeError):
+    """The batcher has stopped and takes no more requests."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ class MicroBatcher:
         self._lock = threading.Lock()
         self._requests = self._images = self._calls = 0
         self._closed = False
+        self._submitting = threading.Lock()  # no request slips in behind the stop
+        self._busy_since: float | None = None  # when the call now running began
         self._on_call = on_call
         self._worker = threading.Thread(target=self._serve, name="mnist-edge-batcher", daemon=True)
         self._worker.start()
@@ -77,12 +88,15 @@ class MicroBatcher:
         """A Future of the (n, 10) probabilities of `images` (any accepted shape)."""
         batch = as_images(images)  # the caller's own error, raised in the caller's thread
         future: Future = Future()
-        if self._closed:
-            raise RuntimeError("the batcher is closed")
-        try:
-            self._queue.put_nowait((batch, future))
-        except queue.Full:
-            raise Overloaded(f"the queue holds {self._queue.maxsize} requests already") from None
+        with self._submitting:
+            if self._closed:
+                raise Closed("the batcher is closed")
+            try:
+                self._queue.put_nowait((batch, future))
+            except queue.Full:
+                raise Overloaded(
+                    f"the queue holds {self._queue.maxsize} requests already"
+                ) from None
         return future
 
     def predict_proba(self, images: object, timeout: float | None = None) -> np.ndarray:
@@ -96,13 +110,37 @@ class MicroBatcher:
         with self._lock:
             return BatcherStats(self._requests, self._images, self._calls)
 
-    def close(self) -> None:
-        """Answer what is queued, then stop the worker."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
-        self._worker.join()
+    def unhealthy(self, stuck_after: float) -> str | None:
+        """Why the batcher cannot answer now (its worker has stopped, or one call has run for
+        more than `stuck_after` seconds), or None when it can."""
+        if not self._worker.is_alive():
+            return "the batcher has stopped"
+        since = self._busy_since
+        if since is not None and time.monotonic() - since > stuck_after:
+            return f"one inference call has run for {time.monotonic() - since:.0f} s"
+        return None
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Answer what is queued, then stop the worker. Past `timeout` seconds (a model call
+        that does not end), what is still queued is answered with Closed instead. Whether the
+        worker has stopped."""
+        with self._submitting:
+            if self._closed:  # closing again: wait for the worker a while longer
+                self._worker.join(timeout)
+                return not self._worker.is_alive()
+            self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._worker.is_alive() and not _past(deadline):
+            try:  # behind everything queued; a full queue makes room as the worker runs
+                self._queue.put(_STOP, timeout=0.05)
+                break
+            except queue.Full:
+                continue
+        self._worker.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+        self._fail_queued(Closed("the batcher stopped before this request was run"))
+        with contextlib.suppress(queue.Full):  # a worker that comes back later stops too
+            self._queue.put_nowait(_STOP)
+        return not self._worker.is_alive()
 
     def __enter__(self) -> MicroBatcher:
         return self
@@ -137,10 +175,15 @@ class MicroBatcher:
             self._run(gathered)
 
     def _run(self, gathered: list) -> None:
+        # A caller that gave up (a timed-out request) is dropped; the others cannot cancel now.
+        gathered = [(b, f) for b, f in gathered if f.set_running_or_notify_cancel()]
+        if not gathered:
+            return
         batches = [b for b, _ in gathered]
-        if len({b.dtype for b in batches}) > 1:  # uint8 pixels beside [0, 1] floats
-            batches = [_unit(b) for b in batches]
+        self._busy_since = time.monotonic()
         try:
+            if len({b.dtype for b in batches}) > 1:  # uint8 pixels beside [0, 1] floats
+                batches = [_unit(b) for b in batches]
             probs = self.classifier.proba_of_images(
                 batches[0] if len(batches) == 1 else np.concatenate(batches)
             )
@@ -148,6 +191,8 @@ class MicroBatcher:
             for _, future in gathered:
                 future.set_exception(e)
             return
+        finally:
+            self._busy_since = None
         start = 0
         for batch, future in gathered:
             future.set_result(probs[start : start + len(batch)])
@@ -157,7 +202,21 @@ class MicroBatcher:
             self._images += start
             self._calls += 1
         if self._on_call is not None:
-            self._on_call(start)
+            with contextlib.suppress(Exception):  # a failing listener must not stop the worker
+                self._on_call(start)
+
+    def _fail_queued(self, error: Exception) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(error)
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() > deadline
 
 
 def _unit(batch: np.ndarray) -> np.ndarray:

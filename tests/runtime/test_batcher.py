@@ -1,5 +1,6 @@
 """The micro-batcher: concurrent callers get their own answers, gathered into fewer calls; errors
-reach the callers they belong to; a full queue refuses at once; close answers what is queued."""
+reach the callers they belong to; a full queue refuses at once; close answers what is queued;
+the worker outlives callers that give up, failing models and listeners, and close always ends."""
 
 import threading
 import time
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from runtime import Classifier, InputError, ModelError
-from runtime.batcher import MicroBatcher, Overloaded
+from runtime.batcher import Closed, MicroBatcher, Overloaded
 
 
 @pytest.fixture
@@ -91,10 +92,87 @@ def test_close_answers_what_is_queued_then_refuses(clf):
     futures = [batcher.submit(np.zeros((28, 28), np.uint8)) for _ in range(10)]
     batcher.close()
     assert all(f.result(0).shape == (1, 10) for f in futures)
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(Closed, match="closed"):
         batcher.submit(np.zeros((28, 28), np.uint8))
 
 
 def test_bad_settings_are_one_input_error(clf):
     with pytest.raises(InputError, match="max_batch"):
         MicroBatcher(clf, max_batch=0)
+
+
+class HeldModel:
+    """Answers zeros, but each call waits for `release` first (a slow or stuck model)."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.calls = 0
+
+    def proba_of_images(self, images):
+        self.calls += 1
+        self.release.wait(30)
+        return np.zeros((len(images), 10), np.float32)
+
+
+def wait_until(condition, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+IMAGE = np.zeros((28, 28), np.uint8)
+
+
+def test_a_caller_that_gave_up_is_skipped_and_later_callers_are_answered():
+    model = HeldModel()
+    with MicroBatcher(model, max_batch=1, max_delay_us=0) as batcher:
+        running = batcher.submit(IMAGE)
+        wait_until(lambda: model.calls == 1)
+        gave_up = batcher.submit(IMAGE)
+        assert gave_up.cancel() and not running.cancel()  # a running call is not cancelled
+        model.release.set()
+        assert running.result(5).shape == (1, 10)
+        assert batcher.predict_proba(IMAGE, timeout=5).shape == (1, 10)
+        assert model.calls == 2  # the cancelled request never reached the model
+        assert batcher.unhealthy(stuck_after=10) is None
+
+
+def test_a_failing_listener_does_not_stop_the_worker():
+    def listener(images):
+        raise ValueError("a metrics bug")
+
+    model = HeldModel()
+    model.release.set()
+    with MicroBatcher(model, max_delay_us=0, on_call=listener) as batcher:
+        for _ in range(3):
+            assert batcher.predict_proba(IMAGE, timeout=5).shape == (1, 10)
+        assert batcher.unhealthy(stuck_after=10) is None
+
+
+def test_close_ends_with_a_full_queue_and_a_stuck_model():
+    model = HeldModel()
+    batcher = MicroBatcher(model, max_batch=1, max_delay_us=0, max_queue=2)
+    stuck = batcher.submit(IMAGE)
+    wait_until(lambda: model.calls == 1)
+    queued = [batcher.submit(IMAGE), batcher.submit(IMAGE)]  # the queue is full
+    time.sleep(0.3)
+    assert batcher.unhealthy(stuck_after=0.2).startswith("one inference call has run for")
+    start = time.monotonic()
+    batcher.close(timeout=0.5)
+    assert time.monotonic() - start < 3
+    for future in queued:
+        with pytest.raises(Closed, match="stopped before"):
+            future.result(0)
+    with pytest.raises(Closed):
+        batcher.submit(IMAGE)
+    model.release.set()
+    assert stuck.result(5).shape == (1, 10)  # the call that was running still answers
+
+
+def test_unhealthy_says_when_the_worker_has_stopped():
+    model = HeldModel()
+    model.release.set()
+    batcher = MicroBatcher(model)
+    batcher.close()
+    assert batcher.unhealthy(stuck_after=10) == "the batcher has stopped"
