@@ -4,7 +4,14 @@
 without onnxruntime.
 """
 
+import os
+
 from runtime.errors import DataError, InputError, MnistEdgeError, ModelError, ParityError
+
+# onnxruntime 1.32 writes a telemetry database and a device id under ~/.cache, and uploads from
+# it, unless this is set before it loads: a device runtime writes nothing it was not asked to.
+# ORT_DISABLE_TELEMETRY=0 in the environment lets it (README, "Errors and faults").
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __all__ = [
     "Classifier",

@@ -27,11 +27,13 @@ from runtime.errors import (
     ClosedPipe,
     InputError,
     InputWarning,
+    Interrupted,
     MissingExtraError,
     MnistEdgeError,
     OutputError,
 )
 from runtime.files import write_csv
+from runtime.interrupt import ctrl_c_stops_calls, let_calls_finish
 from runtime.options import (
     MAX_BATCH,
     BatchOpt,
@@ -59,7 +61,7 @@ class OneLineErrors(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), ctrl_c_stops_calls():
                 warnings.showwarning = _one_line_warning
                 rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except NoArgsIsHelpError as e:  # a bare `mnist-edge`: the help, not an error line
@@ -73,6 +75,8 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("aborted", err=True)
             sys.exit(130)
+        except Interrupted:  # Ctrl-C stopped a model call: as quiet as a KeyboardInterrupt
+            sys.exit(Interrupted.exit_code)
         except ClosedPipe as e:
             # Nobody reads stdout any more: point it at /dev/null so that the interpreter's
             # last flush cannot complain, and stop without a word.
@@ -155,6 +159,15 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    ray_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            max=3600,
+            help="With --ray-address: seconds for the cluster to answer; past it, one line.",
+            rich_help_panel="Scale-out (Ray)",
+        ),
+    ] = 30.0,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -184,7 +197,8 @@ def predict(
     if engine not in ("local", "ray"):
         raise InputError(f"--engine: expected local or ray, found {engine!r}")
     if engine == "ray":
-        _predict_on_ray(inputs, model, overrides, ray_address, workers, output, json_out)
+        ray_options = (ray_address, ray_timeout, workers, output)
+        _predict_on_ray(inputs, model, overrides, *ray_options, json_out)
         return
     if output or ray_address or workers:
         raise InputError("--output, --ray-address and --workers go with --engine ray")
@@ -199,17 +213,21 @@ def predict(
             say(prediction_line(name, ranked, json_out))
 
 
-def _predict_on_ray(inputs, model, overrides, address, workers, output, json_out) -> None:
+def _predict_on_ray(inputs, model, overrides, address, timeout, workers, output, json_out) -> None:
+    import importlib.util
+
     if output is None:
         raise InputError("--output: --engine ray writes its results to a file, found none")
-    try:
-        from runtime.distributed import predict_on_ray
-    except ImportError as e:
+    if importlib.util.find_spec("ray") is None:  # imported later, once its settings are made
         raise MissingExtraError(
-            f"--engine ray needs the scale extra ({e.name} is not installed): "
+            "--engine ray needs the scale extra (ray is not installed): "
             "pip install 'mnist-edge[scale]' (or pip install '.[scale]' in a checkout)"
-        ) from None
-    run = predict_on_ray(inputs, output, model and str(model), overrides, address, workers)
+        )
+    from runtime.distributed import predict_on_ray
+
+    run = predict_on_ray(
+        inputs, output, model and str(model), overrides, address, workers, connect_seconds=timeout
+    )
     summary = {**asdict(run), "images_per_s": round(run.images_per_s, 1)}
     if json_out:
         say(json.dumps(summary))
@@ -404,6 +422,30 @@ def serve(
     max_body: Annotated[
         int, typer.Option(min=1024, max=1 << 30, help="Largest request body in bytes (413).")
     ] = 8 * 1024 * 1024,
+    max_inflight: Annotated[
+        int,
+        typer.Option(
+            min=1 << 20,
+            max=1 << 40,
+            help="Bytes that the requests in progress may hold in all (bodies, decoded pixels, "
+            "arrays); past it, 503.",
+        ),
+    ] = 96 * 1024 * 1024,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1, max=100_000, help="Open connections at once; one more gets a 503 and closes."
+        ),
+    ] = 256,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=600,
+            help="Seconds for a request's head to arrive on a connection; past it, 408 and "
+            "the connection closes.",
+        ),
+    ] = 5.0,
     token: Annotated[
         str | None,
         typer.Option(
@@ -421,14 +463,17 @@ def serve(
     import socket
 
     try:
-        import uvicorn
+        import starlette  # noqa: F401  (the serve extra, asked for by name)
+        import uvicorn  # noqa: F401
 
-        from runtime.server import ServerConfig, create_app
+        from runtime.listener import make_server
+        from runtime.server import ServerConfig, check_token, create_app
     except ImportError as e:
         raise MissingExtraError(
             f"`mnist-edge serve` needs the serve extra ({e.name} is not installed): "
             "pip install 'mnist-edge[serve]' (or pip install '.[serve]' in a checkout)"
         ) from None
+    check_token(token, os.environ.get("MNIST_EDGE_TOKEN"))
     clf = classifier(model, settings, overrides)
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         warnings.warn(
@@ -437,7 +482,17 @@ def serve(
             InputWarning,
             stacklevel=2,
         )
-    config = ServerConfig(max_batch, max_delay_us, max_queue, max_body, 4096, timeout, token)
+    config = ServerConfig(
+        max_batch=max_batch,
+        max_delay_us=max_delay_us,
+        max_queue=max_queue,
+        max_body_bytes=max_body,
+        timeout_s=timeout,
+        token=token,
+        max_inflight_bytes=max_inflight,
+        max_connections=max_connections,
+        header_timeout_s=header_timeout,
+    )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio turns TCP_NODELAY on only for such sockets, and without it
     # every answer waited 40 ms for a delayed ACK (Nagle's algorithm)
@@ -448,15 +503,9 @@ def serve(
     except OSError as e:
         raise InputError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror})") from None
     bound = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(clf, config),
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=timeout + 5,
-        )
-    )
+    server = make_server(create_app(clf, config), sock, config)
     say(f"serving {clf.path} on http://{host}:{bound}/v1/predict (SIGTERM or Ctrl-C stops)")
+    let_calls_finish()  # Ctrl-C drains the requests in flight, as SIGTERM does
     # uvicorn drains the requests in flight on SIGTERM, then raises SIGTERM again for whatever
     # handler was there before it: this one, so that a drained stop exits 0.
     previous = signal.signal(signal.SIGTERM, lambda *_: None)

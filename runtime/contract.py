@@ -21,6 +21,10 @@ LAYOUTS = ("NHWC", "NCHW", "NHW", "NF")
 OUTPUTS = ("probabilities", "logits", "log-probabilities")
 DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}
 ROW_SUM_TOLERANCE = 0.01  # INT8 models' quantized softmax rows sum to 0.992..1.004
+MAX_SCALING = 1e6  # |pixel scale| and |offset|: past it, float32 inputs overflow or mean nothing
+# A fixed batch runs whole even for one image (the rest is padding): 4,096 images of padding
+# are 12.8 MB; a model declaring 200,000 took 1.6 GB to answer one image.
+MAX_FIXED_BATCH = 4096
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,13 @@ class Overrides:
                 raise InputError(
                     f"--input-range: expected two different finite numbers, found {low},{high}"
                 )
+        scaling = self.scaling()
+        if scaling is not None and not _plausible(*scaling):
+            given = "--input-range" if self.input_range is not None else "--mean/--std"
+            raise InputError(
+                f"{given}: expected a pixel scale and offset within +-{MAX_SCALING:g}, found "
+                f"scale {scaling[0]:g} and offset {scaling[1]:g}"
+            )
 
     def scaling(self) -> tuple[float, float] | None:
         """(scale, offset) with model input = pixel * scale + offset; None if not given."""
@@ -231,7 +242,16 @@ def read_contract(
     labels = tuple(meta.get("labels", ",".join(map(str, range(NUM_CLASSES)))).split(","))
     if len(labels) != NUM_CLASSES:
         raise ModelError(f"metadata labels: expected {NUM_CLASSES} labels, found {len(labels)}")
+    odd = [label for label in labels if not label or not label.isprintable()]
+    if odd:  # a newline or an escape code in a label would break every table it is printed in
+        raise ModelError(f"metadata labels: expected printable, non-empty labels, found {odd[0]!r}")
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    if batch is not None and batch > MAX_FIXED_BATCH:
+        raise ModelError(
+            f"input {name!r}: expected a batch dimension that is free or at most "
+            f"{MAX_FIXED_BATCH:,}, found a fixed {batch:,} (one image would run as {batch:,}): "
+            "export the model with a dynamic batch"
+        )
     return Contract(
         input_name=name,
         output_name=out_name,
@@ -265,9 +285,17 @@ def _meta_scaling(meta: dict[str, str]) -> tuple[float, float]:
             f"metadata pixel_scale/pixel_offset: expected numbers, found "
             f"{meta['pixel_scale']!r}/{meta.get('pixel_offset', '0')!r}"
         ) from None
-    if not (np.isfinite([scale, offset]).all() and scale != 0 and abs(scale) <= 1e6):
-        raise ModelError(f"metadata pixel_scale: expected a finite non-zero number, found {scale}")
+    if not _plausible(scale, offset):
+        raise ModelError(
+            f"metadata pixel_scale/pixel_offset: expected a non-zero scale and an offset within "
+            f"+-{MAX_SCALING:g}, found {scale:g}/{offset:g}"
+        )
     return scale, offset
+
+
+def _plausible(scale: float, offset: float) -> bool:
+    finite = bool(np.isfinite([scale, offset]).all())
+    return finite and scale != 0 and abs(scale) <= MAX_SCALING and abs(offset) <= MAX_SCALING
 
 
 def _image_input(inputs: list[tuple[str, list, str]]) -> tuple[str, list, str]:

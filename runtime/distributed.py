@@ -4,19 +4,30 @@ The inputs are cut into shards on the driver (from file headers alone), read and
 actors that each load the model once and run single-threaded (`map_batches` with a callable
 class, Ray Data's way for batch inference), and streamed back in order into one output file.
 Needs the scale extra (Ray); the device install has none of it.
+
+A local Ray (no address) is Ray's single-machine mode: every server on loopback, its token in
+this process's environment rather than in ~/.ray, and a reaper that stops its agents if the
+driver is killed. A cluster's address is checked to answer within a bounded time first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import ray
 
 from runtime.contract import NUM_CLASSES, Overrides
 from runtime.errors import DataError, InputError, MnistEdgeError, ModelError
@@ -29,6 +40,14 @@ from runtime.settings import SessionSettings
 # mostly scheduling; 4,096 measured within a few percent of the largest shards tried.
 SHARD_IMAGES = 4096
 FORMATS = (".jsonl", ".parquet")
+CONNECT_SECONDS = 30.0  # for a cluster to answer at --ray-address (ray.init retries for ever)
+_ADDRESS = re.compile(r"(ray://)?(\[[0-9a-fA-F:]+\]|[\w.-]+):(\d{1,5})")
+_EXCEPTION_LINE = re.compile(r"\s*[\w.]+(Error|Exception): ")
+_PROBE = """
+import logging, sys
+import ray
+ray.init(address=sys.argv[1], logging_level=logging.ERROR, log_to_driver=False)
+"""
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,7 @@ def predict_on_ray(
     address: str | None = None,
     workers: int | None = None,
     shard_images: int = SHARD_IMAGES,
+    connect_seconds: float = CONNECT_SECONDS,
 ) -> RayRun:
     """Score `paths` on Ray (a local instance, or the cluster at `address`) into `output`."""
     if output.suffix not in FORMATS:
@@ -108,7 +128,7 @@ def predict_on_ray(
     shards = plan_shards(paths, shard_images)
     with Classifier(model, overrides=overrides) as clf:  # a bad model fails here, in one line
         model = str(clf.path)
-    _start(address)
+    ray = _start(address, connect_seconds)
     workers = workers or max(int(ray.cluster_resources().get("CPU", 1)) - 1, 1)
     ds = ray.data.from_items(
         [{"path": s.path, "kind": s.kind, "start": s.start, "stop": s.stop} for s in shards],
@@ -145,9 +165,16 @@ def _scorer(model: str | None, overrides: Overrides) -> type[_Score]:
     return type("Score", (_Score,), {"model": model, "overrides": overrides})
 
 
-def _start(address: str | None) -> None:
+def _start(address: str | None, connect_seconds: float):
+    """Ray, initialised for this run (a local instance, or the cluster at `address`)."""
+    if address is None:
+        _local_environment()
+    else:
+        check_address(address, connect_seconds)
+    import ray
+
     if ray.is_initialized():
-        return
+        return ray
     ray.init(
         address=address,
         logging_level=logging.ERROR,
@@ -155,14 +182,99 @@ def _start(address: str | None) -> None:
         include_dashboard=False,
         configure_logging=True,
     )
-    context = ray.data.DataContext.get_current()
+    if address is None:
+        _reap_when_gone()
+    with warnings.catch_warnings():  # Ray Data's own deprecations, once per process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows in the order the inputs were given
     context.enable_progress_bars = False  # one line of our own instead of Ray's bars
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    return ray
 
 
-def _write(ds: ray.data.Dataset, output: Path) -> int:
+def _local_environment() -> None:
+    """What a local Ray reads from the environment, set before it is imported: its servers on
+    loopback alone (Ray's single-machine mode, as on macOS and Windows), and a token that
+    lives in the environment of this run's processes instead of being written to ~/.ray."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if not {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
+def _reap_when_gone() -> None:
+    """A reaper for the local Ray just started: it kills what is left of it once this process
+    has ended, however it ended (runtime.reaper). It hears of Ray's processes, and of those
+    Ray starts later (its actors), once a second; its pipe closes when this process ends."""
+    from runtime import reaper
+
+    if not reaper.available():
+        return
+    told = set(reaper.descendants(os.getpid()))
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "runtime.reaper"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
+    )
+
+    def tell(processes) -> None:
+        watcher.stdin.writelines(f"{pid} {start}\n" for pid, start in processes)
+        watcher.stdin.flush()
+
+    def keep_telling() -> None:
+        with contextlib.suppress(OSError, ValueError):  # the reaper or this process ends
+            while True:
+                time.sleep(1.0)
+                new = set(reaper.descendants(os.getpid())) - told
+                new = {p for p in new if p[0] != watcher.pid}
+                tell(new)
+                told.update(new)
+
+    tell(told)
+    threading.Thread(target=keep_telling, name="mnist-edge-reaper", daemon=True).start()
+
+
+def check_address(address: str, seconds: float) -> None:
+    """One line within about `seconds` when no Ray cluster answers at `address` (HOST:PORT,
+    ray://HOST:PORT or auto); ray.init itself retries for ever."""
+    where = f"--ray-address {address}"
+    if address != "auto":
+        match = _ADDRESS.fullmatch(address)
+        if match is None:
+            raise InputError(f"{where}: expected HOST:PORT, ray://HOST:PORT or auto")
+        host, port = match.group(2).strip("[]"), int(match.group(3))
+        try:
+            socket.create_connection((host, port), timeout=seconds).close()
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            raise InputError(f"{where}: cannot reach {host}:{port} ({reason})") from None
+    try:  # in a process of its own, so that a ray.init that never returns can be stopped
+        probe = subprocess.run(
+            [sys.executable, "-c", _PROBE, address],
+            capture_output=True,
+            text=True,
+            timeout=seconds,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{where}: no Ray cluster answered within {seconds:g} s") from None
+    if probe.returncode != 0:
+        raise InputError(f"{where}: cannot join the Ray cluster ({_cause(probe.stderr)})")
+
+
+def _cause(stderr: str) -> str:
+    """The line of a failed ray.init's traceback that says why: a missing token first (its
+    ConnectionError says only "failed to connect"), else the last exception."""
+    errors = [s.strip() for s in stderr.splitlines() if _EXCEPTION_LINE.match(s)]
+    auth = [e for e in errors if "AuthenticationError" in e]
+    line = auth[0] if auth else (errors or ["no reason given"])[-1]
+    return line.split(". ")[0]
+
+
+def _write(ds, output: Path) -> int:  # ds: a ray.data.Dataset
     count = 0
     with atomic_path(output) as tmp:
         if output.suffix == ".jsonl":

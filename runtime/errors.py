@@ -33,6 +33,12 @@ class OutputError(MnistEdgeError):
     """A file that cannot be written: read-only folder, disk full, a path that is not a folder."""
 
 
+class Interrupted(MnistEdgeError):
+    """A model call stopped by Ctrl-C, a time limit or a server's stop."""
+
+    exit_code = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
 class ClosedPipe(MnistEdgeError):
     """The reader of stdout has gone (`mnist-edge predict ... | head -1`): stop quietly."""
 

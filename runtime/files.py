@@ -24,10 +24,12 @@ def atomic_path(dest: Path | str) -> Iterator[Path]:
     naming `dest`; whatever was at `dest` before is left as it was.
     """
     dest = writable_target(dest)
+    _remove_stale_temporaries(dest)
     try:
-        # Same folder (rename stays atomic) and same suffix (writers that check it are happy).
+        # Same folder (rename stays atomic) and same suffix (writers that check it are happy);
+        # the pid in the name tells a later run whether the writer is still alive.
         fd, name = tempfile.mkstemp(
-            prefix=f".{dest.name}.tmp-", suffix=dest.suffix, dir=dest.parent
+            prefix=f"{_temporary_prefix(dest)}{os.getpid()}-", suffix=dest.suffix, dir=dest.parent
         )
     except OSError as e:
         raise OutputError(f"{dest}: cannot write ({e.strerror})") from None
@@ -41,6 +43,36 @@ def atomic_path(dest: Path | str) -> Iterator[Path]:
         raise OutputError(f"{dest}: cannot write ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary_prefix(dest: Path) -> str:
+    return f".{dest.name}.tmp-"
+
+
+def _remove_stale_temporaries(dest: Path) -> None:
+    """Remove the temporaries of `dest` that a run of ours killed mid-write left behind: files
+    of our naming whose writing process is gone."""
+    prefix = _temporary_prefix(dest)
+    try:
+        names = [n for n in os.listdir(dest.parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) :].split("-", 1)[0]
+        path = dest.parent / name
+        if pid.isdigit() and not _alive(int(pid)) and path.is_file() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def writable_target(dest: Path | str) -> Path:

@@ -8,6 +8,7 @@ convention; image files are brought into it the way MNIST itself was made.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -106,8 +107,14 @@ def load_image(path: Path | str) -> np.ndarray:
     return read_image(path, str(path))
 
 
-def read_image(source: Path | BinaryIO, path: str) -> np.ndarray:
-    """`load_image` for a path or an open binary file (an upload); `path` names it in errors."""
+def read_image(
+    source: Path | BinaryIO,
+    path: str,
+    before_decoding: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """`load_image` for a path or an open binary file (an upload); `path` names it in errors.
+    `before_decoding(width, height)` hears the size from the header, before any pixel is
+    decoded, and may refuse it by raising."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -117,6 +124,8 @@ def read_image(source: Path | BinaryIO, path: str) -> np.ndarray:
                     raise InputError(
                         f"{path}: expected one image, found {frames} frames (animated, multi-page)"
                     )
+                if before_decoding is not None:
+                    before_decoding(*img.size)
                 gray = _grayscale(_decoded(img, path))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None

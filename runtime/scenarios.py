@@ -35,7 +35,15 @@ from runtime.session import Classifier
 from runtime.settings import cpu_count
 
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
-MAX_QUERIES = 2_000_000  # per measurement, whatever rate and duration ask for
+# Per measurement, whatever rate, duration and query size ask for: the images sent, and the
+# queries waiting for an answer at once (past it a query is refused, as a full server would).
+MAX_IMAGES = 2_000_000
+MAX_OUTSTANDING = 4096
+# Issuing stops this many durations after the start, however far behind the schedule it is;
+# then the answers are waited for at most max(duration, DRAIN_MIN_S): a run ends within about
+# three durations (plus two seconds), whatever load was asked for.
+ISSUE_DURATIONS = 2.0
+DRAIN_MIN_S = 2.0
 MAX_PEAK_TRIALS = 12
 
 
@@ -157,21 +165,23 @@ def _offline(clf, images, config) -> ScenarioResult:
 def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
     """Queries issued at scheduled times whatever the answers do; latency from the schedule."""
     per_query = config.samples_per_query if multi else 1
+    most = max(MAX_IMAGES // per_query, 1)
     if multi:
         rate = 1000 / config.interval_ms
-        n = min(int(config.duration * rate), MAX_QUERIES)
+        n = max(min(int(config.duration * rate), most), 1)
         arrivals = np.arange(n) / rate
     else:
         rate = config.qps
-        n = max(min(int(config.duration * rate), MAX_QUERIES), 1)
+        n = max(min(int(config.duration * rate), most), 1)
         gaps = np.random.default_rng(config.seed).exponential(1 / rate, n)
         arrivals = np.cumsum(gaps) - gaps[0]
     done = np.full(n, np.nan)
     remaining = np.full(n, per_query)
-    refused = 0
+    refused = np.zeros(n, bool)  # queries with an image refused (a full queue, a 503)
     lock = threading.Lock()
     finished = threading.Event()
     left = [n]
+    outstanding = threading.BoundedSemaphore(MAX_OUTSTANDING)  # images sent, not yet answered
 
     def complete(query: int, at: float) -> None:
         with lock:
@@ -183,8 +193,13 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
                     finished.set()
 
     def answered(query: int, future: Future) -> None:
+        outstanding.release()
         at = time.perf_counter() - start
-        complete(query, at if future.exception() is None else np.inf)
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, Overloaded):
+            refused[query] = True
+        ok = not future.cancelled() and error is None
+        complete(query, at if ok else np.inf)
 
     client = (
         HttpCaller(config.url, config.token, config.connections, images) if config.url else None
@@ -197,13 +212,20 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
         client.call(i) if client else clf.predict_proba(images[i % len(images)])
     served_before = client.served_batches() if client else None
     start = time.perf_counter()
+    stop_issuing = ISSUE_DURATIONS * config.duration
     try:
         for query, due in enumerate(arrivals):
-            wait = due - (time.perf_counter() - start)
-            if wait > 0:
-                time.sleep(wait)
+            now = time.perf_counter() - start
+            if now > stop_issuing:  # far behind the schedule: the rest are never sent
+                break
+            if due > now:
+                time.sleep(due - now)
             for k in range(per_query):
                 index = (query * per_query + k) % len(images)
+                if not outstanding.acquire(blocking=False):
+                    refused[query] = True
+                    complete(query, np.inf)
+                    continue
                 try:
                     if client:
                         future = client.submit(index)
@@ -212,24 +234,24 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
                     else:
                         future = pool.submit(clf.predict_proba, images[index])
                 except Overloaded:
-                    refused += 1
+                    outstanding.release()
+                    refused[query] = True
                     complete(query, np.inf)
                     continue
                 future.add_done_callback(lambda f, q=query: answered(q, f))
-        finished.wait(timeout=max(config.duration * 4, 30))
-    finally:
+        finished.wait(timeout=max(config.duration, DRAIN_MIN_S))
+    finally:  # what is still waiting is dropped, not answered: it counts as late
         if batcher:
             stats = batcher.stats()
-            batcher.close()
+            batcher.close(timeout=0)
         if pool:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         if client:
             client.close()
     seconds = time.perf_counter() - start
     ok = np.isfinite(done)
     latency = (done - arrivals)[ok]
     if client:
-        refused += client.refused
         mean_batch = client.mean_batch_since(served_before)
     else:
         mean_batch = stats.mean_batch if batcher else 1.0
@@ -241,15 +263,15 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
         round(rate, 1),
         config.batching,
         mean_batch,
-        refused,
+        int(refused.sum()),
         config,
-        late=n - int(ok.sum()) - refused,
+        late=n - int(ok.sum()) - int(refused.sum()),
     )
 
 
 class HttpCaller:
     """Requests to a `mnist-edge serve`, one .npy image each, on up to `connections`
-    keep-alive connections; 503s count as refused."""
+    keep-alive connections; a 503 is Overloaded, as a full queue in process."""
 
     def __init__(self, url: str, token: str | None, connections: int, images: np.ndarray):
         parts = urllib.parse.urlsplit(url)
@@ -262,8 +284,6 @@ class HttpCaller:
         self.bodies = [_npy_bytes(image) for image in images]
         self.pool = ThreadPoolExecutor(connections, thread_name_prefix="mnist-edge-http")
         self.local = threading.local()
-        self._lock = threading.Lock()  # the pool's threads count the 503s
-        self.refused = 0
 
     def submit(self, index: int) -> Future:
         return self.pool.submit(self.call, index)
@@ -271,8 +291,7 @@ class HttpCaller:
     def call(self, index: int) -> None:
         status, body = self._request("POST", "/v1/predict", self.bodies[index % len(self.bodies)])
         if status == 503:
-            with self._lock:
-                self.refused += 1
+            raise Overloaded(f"HTTP 503: {body[:200]!r}")
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
 
@@ -287,7 +306,7 @@ class HttpCaller:
         return images / calls if calls else 0.0
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         connection = getattr(self.local, "connection", None)

@@ -6,9 +6,12 @@ uvicorn (the serve extra), with the micro-batcher gathering concurrent requests.
     GET  /v1/model     what `mnist-edge info --json` says
     GET  /metrics      Prometheus text: requests, latency and batch-size histograms, queue depth
 
-Bad input is a 400 with the CLI's one-line message; a full queue a 503 with Retry-After; a body
-over the limit a 413; a request not answered in time a 504. With a token, every route but
-/healthz wants `Authorization: Bearer <token>`, compared in constant time.
+Bad input is a 400 with the CLI's one-line message; a full queue, or more bytes in flight than
+the server holds, a 503 with Retry-After; a body or image over the limit a 413; a body that does
+not arrive in time a 408; a request not answered in time a 504. Files are decoded off the event
+loop. With a token, every route but /healthz wants `Authorization: Bearer <token>`, compared in
+constant time. Connection limits (how many, how long a request's head may take) are in
+`runtime.listener`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import asyncio
 import contextlib
 import hmac
 import io
+import math
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,17 +37,21 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from runtime.batcher import MicroBatcher, Overloaded
+from runtime.batcher import Closed, MicroBatcher, Overloaded
 from runtime.errors import InputError, MnistEdgeError
 from runtime.info import describe
 from runtime.preprocess import as_images, read_image
 from runtime.session import Classifier
 
 _NPY_MAGIC = b"\x93NUMPY"
+_NPY_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 @dataclass(frozen=True)
@@ -50,8 +61,24 @@ class ServerConfig:
     max_queue: int = 1024  # requests waiting; past it, 503
     max_body_bytes: int = 8 * 1024 * 1024  # an image file, or an .npy of about 10,000 digits
     max_images: int = 4096  # per request
-    timeout_s: float = 10.0  # per request, from arrival to answer
+    timeout_s: float = 10.0  # per request, from arrival to answer, the body's upload included
     token: str | None = None
+    # Memory: what the requests in progress hold (bodies, decoded pixels, arrays) is bounded
+    # here, not by the queue's count; past it, 503. 96 MiB keeps a Pi's server under 300 MB.
+    max_inflight_bytes: int = 96 * 1024 * 1024
+    max_pixels: int = 16_000_000  # an uploaded image's, from its header; a 12 MP photo fits
+    max_connections: int = 256  # open at once (runtime.listener)
+    header_timeout_s: float = 5.0  # for a request's head to arrive (runtime.listener)
+
+
+# Image files and .npy bodies are decoded on this many threads, never on the event loop. One:
+# decoding sets warning filters, which are process-wide, and a device has cores for the model.
+DECODE_THREADS = 1
+DECODED_BYTES_PER_PIXEL = 4  # what PIL holds per pixel while decoding (RGBA, the worst case)
+# A body's bytes are taken from the budget twice as they arrive: once for the body, once for
+# the array it holds (an .npy's is as large). Taken at once, a request that was admitted never
+# waits for more; taken in two steps, two admitted bodies could starve each other's arrays.
+BODY_SHARES = 2
 
 
 def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
@@ -78,15 +105,23 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
     batcher = MicroBatcher(
         clf, config.max_batch, config.max_delay_us, config.max_queue, on_call=batches.observe
     )
+    budget = Budget(config.max_inflight_bytes)
     Gauge(
         "mnist_edge_queue_depth", "Requests waiting for the batcher", registry=registry
     ).set_function(batcher.depth)
+    Gauge(
+        "mnist_edge_inflight_bytes", "Bytes held by requests in progress", registry=registry
+    ).set_function(budget.used)
+    decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="mnist-edge-decode")
     model_info = describe(clf).to_dict()
     labels = clf.contract.labels
 
     def answer(route: str, code: int, body: dict, headers: dict | None = None) -> JSONResponse:
         requests.labels(route, str(code)).inc()
         return JSONResponse(body, code, headers)
+
+    def busy(message: str) -> JSONResponse:
+        return answer("predict", 503, {"error": f"busy: {message}"}, {"Retry-After": "1"})
 
     def guarded(route: str, handler):
         """`handler` behind the bearer token, where one is set."""
@@ -104,30 +139,53 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
 
     async def predict(request: Request) -> Response:
         arrived = time.perf_counter()
-        try:
-            body = await _read_body(request, config.max_body_bytes)
-            images = _images(body, config.max_images)
-        except _TooLarge as e:
-            return answer("predict", 413, {"error": str(e)})
-        except MnistEdgeError as e:
-            return answer("predict", 400, {"error": str(e)})
-        try:
-            future = batcher.submit(images)
-        except Overloaded as e:
-            return answer("predict", 503, {"error": f"busy: {e}"}, {"Retry-After": "1"})
-        remaining = config.timeout_s - (time.perf_counter() - arrived)
-        try:
-            probs = await asyncio.wait_for(asyncio.wrap_future(future), max(remaining, 0.001))
-            probs = clf.finite(probs)
-        except TimeoutError:
-            return answer("predict", 504, {"error": f"no answer within {config.timeout_s:g} s"})
-        except MnistEdgeError as e:  # the model's own failure (NaN, memory), not the input's
-            return answer("predict", 500, {"error": str(e)})
+
+        def left() -> float:
+            return max(config.timeout_s - (time.perf_counter() - arrived), 0.001)
+
+        with budget.hold() as held:
+            try:
+                body = await asyncio.wait_for(
+                    _read_body(request, config.max_body_bytes, held), left()
+                )
+                images = await asyncio.get_running_loop().run_in_executor(
+                    decoder, _images, body, config, held
+                )
+                del body
+                future = batcher.submit(images)
+            except TimeoutError:
+                return answer(
+                    "predict", 408, {"error": f"expected the body within {config.timeout_s:g} s"}
+                )
+            except ClientDisconnect:  # nobody to answer; no traceback for it either
+                return answer("predict", 400, {"error": "the client went away"})
+            except _TooLarge as e:
+                return answer("predict", 413, {"error": str(e)})
+            except _OverBudget as e:
+                return busy(str(e))
+            except (Overloaded, Closed) as e:
+                return busy(str(e))
+            except MnistEdgeError as e:
+                return answer("predict", 400, {"error": str(e)})
+            except MemoryError:
+                return busy("not enough memory for this request now")
+            try:
+                probs = await asyncio.wait_for(asyncio.wrap_future(future), left())
+                probs = clf.finite(probs)
+            except TimeoutError:  # the batcher skips a request whose caller gave up
+                return answer("predict", 504, {"error": f"no answer within {config.timeout_s:g} s"})
+            except Closed as e:
+                return busy(str(e))
+            except MnistEdgeError as e:  # the model's own failure (NaN, memory), not the input's
+                return answer("predict", 500, {"error": str(e)})
         latency.observe(time.perf_counter() - arrived)
         return answer("predict", 200, {"predictions": [_prediction(p, labels) for p in probs]})
 
     async def healthz(request: Request) -> Response:
-        return answer("healthz", 200, {"status": "ready", "model": model_info["path"]})
+        problem = batcher.unhealthy(stuck_after=config.timeout_s)
+        if problem:
+            return answer("healthz", 503, {"status": "not ready", "reason": problem})
+        return answer("healthz", 200, {"status": "ready"})  # no paths without the token
 
     async def model(request: Request) -> Response:
         return answer("model", 200, model_info)
@@ -137,7 +195,7 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     routes = [  # every route but /healthz behind the token
-        Route("/v1/predict", guarded("predict", predict), methods=["POST"]),
+        Route("/v1/predict", _one_line_on_failure(guarded("predict", predict)), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/v1/model", guarded("model", model)),
         Route("/metrics", guarded("metrics", metrics)),
@@ -146,45 +204,180 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         yield
-        batcher.close()  # after uvicorn has drained the requests in flight
+        # After uvicorn has drained the requests in flight; a model call that never ends is
+        # stopped so that the process can.
+        if not await asyncio.to_thread(batcher.close, config.timeout_s):
+            clf.interrupt()  # a call that does not end; its thread must leave onnxruntime
+            await asyncio.to_thread(batcher.close, 5.0)  # before the process exits
+        decoder.shutdown(wait=False, cancel_futures=True)
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def check_token(token: str | None, from_environment: str | None) -> None:
+    """Refuse a token no client could present: empty, or with characters an HTTP header cannot
+    carry as they are (spaces, controls, non-ASCII). `from_environment`: $MNIST_EDGE_TOKEN,
+    which counts as set even when empty (the option parser takes an empty one as unset)."""
+    source = "MNIST_EDGE_TOKEN" if token is None or token == from_environment else "--token"
+    if token is None:
+        token = from_environment
+        if token is None:
+            return
+    if not token:
+        raise InputError(
+            f"{source}: expected a token, found an empty one (unset it to serve without one)"
+        )
+    for i, char in enumerate(token):
+        if not "!" <= char <= "~":
+            raise InputError(
+                f"{source}: expected visible ASCII characters only (a client sends the token in "
+                f"an HTTP header), found {char!r} at position {i + 1}"
+            )
+
+
+class Budget:
+    """Bytes that requests in progress may hold, shared by all of them; thread-safe (the
+    decoder's threads take from it too)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def used(self) -> int:
+        return self._used
+
+    @contextlib.contextmanager
+    def hold(self):
+        held = _Held(self)
+        try:
+            yield held
+        finally:
+            with self._lock:
+                self._used -= held.bytes
+
+    def _take(self, held: _Held, n: int) -> None:
+        with self._lock:
+            if self._used + n > self.limit:
+                raise _OverBudget(
+                    f"{self._used / 2**20:.0f} MiB of the {self.limit / 2**20:.0f} MiB "
+                    "for requests in progress is taken"
+                )
+            self._used += n
+            held.bytes += n
+
+
+class _Held:
+    """One request's share of the budget, given back when the request ends."""
+
+    def __init__(self, budget: Budget):
+        self.budget, self.bytes = budget, 0
+
+    def take(self, n: int) -> None:
+        self.budget._take(self, n)
 
 
 class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it is known to pass `limit` (header first, then bytes)."""
+class _OverBudget(Exception):
+    pass
+
+
+def _one_line_on_failure(handler):
+    """A bug or an exhausted machine is a 500 in JSON and one line on stderr, not a traceback
+    from the ASGI server."""
+
+    async def handled(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as e:
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            print(f"error: {request.method} {request.url.path}: {reason}", file=sys.stderr)
+            return JSONResponse({"error": f"internal error ({reason})"}, 500)
+
+    return handled
+
+
+async def _read_body(request: Request, limit: int, held: _Held) -> bytes:
+    """The body, refused as soon as it is known to pass `limit` (header first, then bytes);
+    its bytes are taken from the request's budget as they arrive. Over the budget, the rest is
+    read and dropped before the 503, so that a client still sending hears it (a socket closed
+    with unread data is reset, and the answer lost)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(f"expected a body of at most {limit:,} bytes, found {int(declared):,}")
+    declared = int(declared) if declared and declared.isdigit() else None
+    if declared is not None and declared > limit:
+        raise _TooLarge(f"expected a body of at most {limit:,} bytes, found {declared:,}")
+    over = None
+    try:
+        if declared is not None:
+            held.take(BODY_SHARES * declared)
+    except _OverBudget as e:
+        over = e
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise _TooLarge(f"expected a body of at most {limit:,} bytes, found more")
+        if over is not None:
+            continue
+        try:
+            if declared is None:
+                held.take(BODY_SHARES * len(chunk))
+        except _OverBudget as e:
+            over, chunks = e, []
+            continue
         chunks.append(chunk)
+    if over is not None:
+        raise over
     return b"".join(chunks)
 
 
-def _images(body: bytes, max_images: int) -> np.ndarray:
-    """An uploaded image file or .npy array -> (n, 28, 28) checked images."""
+def _images(body: bytes, config: ServerConfig, held: _Held) -> np.ndarray:
+    """An uploaded image file or .npy array -> (n, 28, 28) checked images, with what decoding
+    holds taken from the request's budget first (this runs on a decoder thread)."""
     if not body:
         raise InputError("request body: expected an image file or an .npy array, found nothing")
     if body.startswith(_NPY_MAGIC):
+        _check_npy_header(body, config.max_images)  # its array's bytes are taken already
         try:
             array = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OverflowError, OSError) as e:
             raise InputError(f"request body: cannot read .npy array ({e})") from None
-        images = as_images(array, "request body")
-        if len(images) > max_images:
-            raise InputError(
-                f"request body: expected at most {max_images} images, found {len(images)}"
+        return as_images(array, "request body")
+
+    def before_decoding(width: int, height: int) -> None:
+        if width * height > config.max_pixels:
+            raise _TooLarge(
+                f"expected an image of at most {config.max_pixels:,} pixels, found {width}x{height}"
             )
-        return images
-    return read_image(io.BytesIO(body), "request body")[None]
+        held.take(width * height * DECODED_BYTES_PER_PIXEL)
+
+    return read_image(io.BytesIO(body), "request body", before_decoding)[None]
+
+
+def _check_npy_header(body: bytes, max_images: int) -> None:
+    """Refuse an .npy body whose header claims more than the body holds, or more than
+    `max_images` images, before anything is allocated."""
+    f = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version not in _NPY_HEADERS:  # 3.0 only adds non-Latin-1 field names
+            raise ValueError(f"expected .npy format 1.0 or 2.0, found {version[0]}.{version[1]}")
+        shape, _, dtype = _NPY_HEADERS[version](f)
+    except (ValueError, OverflowError, TypeError) as e:
+        raise InputError(f"request body: cannot read .npy array ({e})") from None
+    count = math.prod(shape)
+    held = len(body) - f.tell()
+    if count * dtype.itemsize != held:
+        raise InputError(
+            f"request body: the .npy header declares {shape} {dtype} ({count * dtype.itemsize:,} "
+            f"bytes), found {held:,} bytes of data"
+        )
+    images = shape[0] if len(shape) >= 3 or (len(shape) == 2 and shape[1] != 28) else 1
+    if images > max_images:
+        raise InputError(f"request body: expected at most {max_images} images, found {images}")
 
 
 def _prediction(p: np.ndarray, labels: tuple[str, ...]) -> dict:

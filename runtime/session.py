@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -25,7 +26,8 @@ from runtime.contract import (
     output_kind,
     read_contract,
 )
-from runtime.errors import InputError, ModelError
+from runtime.errors import InputError, Interrupted, MnistEdgeError, ModelError
+from runtime.files import check_regular_file
 from runtime.models import resolve_model
 from runtime.preprocess import as_images
 from runtime.settings import SPLIT_MIN_IMAGES, SessionSettings, cpu_count
@@ -41,6 +43,8 @@ _ORT_ERRORS = (
 )
 _MAX_BINDINGS = 6  # per thread: the (session, batch shape) pairs a caller repeats
 _PROBE_IMAGES = 4  # images run once to tell a model's output kind, when nothing says it
+_PROBE_SECONDS = 60.0  # that run's limit: a graph that loops for ever is a bad model file
+_LIVE: weakref.WeakSet[Classifier] = weakref.WeakSet()  # what Ctrl-C stops (interrupt_all)
 
 
 class Classifier:
@@ -69,6 +73,9 @@ class Classifier:
             settings = replace(settings, threads=threads)
         self.path = resolve_model(path)
         self.settings = settings
+        self._run_options = _run_options()  # shared by every call, so one flag stops them all
+        self._stopped: tuple[type[MnistEdgeError], str] | None = None  # by interrupt()
+        _LIVE.add(self)
         if overrides is None:
             known = set(Overrides.__dataclass_fields__)
             if unknown := sorted(set(contract) - known):
@@ -107,7 +114,8 @@ class Classifier:
         # A forked child has none of the parent's threads: rebuild what needs them there.
         os.register_at_fork(after_in_child=functools.partial(_reopen_in_child, weakref.ref(self)))
         if self.contract.sources.get("output") == "inferred":
-            self._infer_output()
+            with time_limit(self, _PROBE_SECONDS, "tell its output kind from 4 images"):
+                self._infer_output()
 
     def predict_proba(self, x: object) -> np.ndarray:
         """Class probabilities, float32 (N, 10), for images in any accepted shape."""
@@ -140,6 +148,14 @@ class Classifier:
         if not math.isfinite(float(probs.sum())):
             raise ModelError(f"{self.path}: the model gave NaN or infinite scores")
         return probs
+
+    def interrupt(
+        self, error: type[MnistEdgeError] = Interrupted, reason: str = "interrupted"
+    ) -> None:
+        """Stop every call running now (onnxruntime's RunOptions.terminate) and fail it and
+        every later one with `error`: for Ctrl-C, a time limit, or a server that must stop."""
+        self._stopped = (error, f"{self.path}: {reason}")
+        self._run_options.terminate = True
 
     def end_profiling(self) -> Path:
         """Where onnxruntime wrote the per-op profile (settings.profile_prefix must be set)."""
@@ -199,10 +215,22 @@ class Classifier:
         binding = self._binding(session, tensor.shape, tensor.dtype)
         try:
             if binding is not None:
-                return binding(tensor)
-            return session.run(self._outputs, {self.contract.input_name: tensor})[0]
+                scores = binding(tensor)
+            else:
+                feed = {self.contract.input_name: tensor}
+                scores = session.run(self._outputs, feed, self._run_options)[0]
         except (*_ORT_ERRORS, RuntimeError) as e:  # a bound run raises plain RuntimeErrors
+            if self._stopped is not None:
+                error, message = self._stopped
+                raise error(message) from None
             raise ModelError(f"{self.path}: onnxruntime failed: {_reason(e)}") from None
+        expected = (len(batch), len(self.contract.labels))
+        if scores.shape != expected:  # checked on every call: a graph's output may vary
+            raise ModelError(
+                f"{self.path}: expected scores shaped {expected} for {len(batch)} images, "
+                f"found {scores.shape}"
+            )
+        return scores
 
     def _binding(self, session: ort.InferenceSession, shape: tuple, dtype: np.dtype):
         """A run function bound to preallocated input and output buffers for this shape, made
@@ -216,8 +244,29 @@ class Classifier:
         key = (id(session), shape)
         binding = cache.get(key)
         if binding is None and len(cache) < _MAX_BINDINGS:
-            binding = cache[key] = _bound_run(session, self.contract, shape, dtype)
+            binding = _bound_run(session, self.contract, shape, dtype, self._run_options)
+            cache[key] = binding
         return binding
+
+
+def interrupt_all() -> None:
+    """`Classifier.interrupt` on every classifier alive in this process (Ctrl-C)."""
+    for clf in list(_LIVE):
+        clf.interrupt()
+
+
+@contextlib.contextmanager
+def time_limit(clf: Classifier, seconds: float, doing: str):
+    """Calls on `clf` inside the block end after `seconds` in all, with a ModelError that says
+    what the model was `doing`; the classifier is done then."""
+    reason = f"the model did not {doing} within {seconds:g} s"
+    timer = threading.Timer(seconds, clf.interrupt, (ModelError, reason))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _reopen_in_child(ref: weakref.ref) -> None:
@@ -234,7 +283,13 @@ def _reopen_in_child(ref: weakref.ref) -> None:
     clf._local = threading.local()
 
 
-def _bound_run(session: ort.InferenceSession, contract: Contract, shape: tuple, dtype: np.dtype):
+def _bound_run(
+    session: ort.InferenceSession,
+    contract: Contract,
+    shape: tuple,
+    dtype: np.dtype,
+    options: ort.RunOptions,
+):
     x = np.zeros(shape, dtype)
     inputs = ort.OrtValue.ortvalue_from_numpy(x)  # on the CPU, x's own memory
     outputs = ort.OrtValue.ortvalue_from_shape_and_type(
@@ -244,11 +299,6 @@ def _bound_run(session: ort.InferenceSession, contract: Contract, shape: tuple, 
     binding = session.io_binding()
     binding.bind_ortvalue_input(contract.input_name, inputs)
     binding.bind_ortvalue_output(contract.output_name, outputs)
-    # Run options made once: made per call when None (0.7 us of a 21 us call). Python's
-    # wrapper looks gpu_graph_id up on every run, and a missing key costs it an exception
-    # (30 us); -1 is its documented "no graph capture".
-    options = ort.RunOptions()
-    options.add_run_config_entry("gpu_graph_id", "-1")
 
     def run(tensor: np.ndarray) -> np.ndarray:
         np.copyto(x, tensor)
@@ -258,9 +308,20 @@ def _bound_run(session: ort.InferenceSession, contract: Contract, shape: tuple, 
     return run
 
 
+def _run_options() -> ort.RunOptions:
+    # Made once: made per call when None (0.7 us of a 21 us call). Python's wrapper looks
+    # gpu_graph_id up on every run, and a missing key costs it an exception (30 us); -1 is its
+    # documented "no graph capture".
+    options = ort.RunOptions()
+    options.add_run_config_entry("gpu_graph_id", "-1")
+    options.log_severity_level = 4  # a terminated run is ours to report, in one line
+    return options
+
+
 def _open(path: Path, settings: SessionSettings) -> ort.InferenceSession:
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"{path}: no such model file")
+    check_regular_file(path, ModelError)  # a FIFO would block onnxruntime's read for ever
     if path.stat().st_size == 0:
         raise ModelError(f"{path}: expected an ONNX model, found an empty file")
     try:

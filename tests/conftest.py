@@ -127,6 +127,58 @@ def linear_onnx(
     return path
 
 
+def slow_onnx(path: Path, iterations_per_unit: float, metadata: bool = True) -> Path:
+    """A model whose call runs a Loop of (brightest pixel x `iterations_per_unit`) empty steps
+    first: a black image answers at once, a bright one takes as long as asked (1e6: about
+    0.6 s here), 1e15 never ends. Its answer is then a linear model's."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    from runtime.contract import metadata_for
+
+    step = h.make_graph(
+        [h.make_node("Identity", ["go_in"], ["go_out"]), h.make_node("Neg", ["acc"], ["next"])],
+        "step",
+        [h.make_tensor_value_info(n, t, []) for n, t in
+         (("i", T.INT64), ("go_in", T.BOOL), ("acc", T.FLOAT))],
+        [h.make_tensor_value_info("go_out", T.BOOL, []),
+         h.make_tensor_value_info("next", T.FLOAT, [])],
+    )  # fmt: skip
+    weights = np.random.default_rng(0).normal(0, 0.05, (784, 10)).astype(np.float32)
+    nodes = [
+        h.make_node("ReduceMax", ["image"], ["peak"], keepdims=0),
+        h.make_node("Mul", ["peak", "per_unit"], ["steps_f"]),
+        h.make_node("Cast", ["steps_f"], ["steps"], to=T.INT64),
+        h.make_node("Loop", ["steps", "go", "zero"], ["acc"], body=step),
+        h.make_node("Reshape", ["image", "flat_shape"], ["flat"]),
+        h.make_node("MatMul", ["flat", "W"], ["scores"]),
+        h.make_node("Add", ["scores", "acc"], ["logits"]),  # acc is 0: the loop's sign flips
+        h.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "slow",
+        [h.make_tensor_value_info("image", T.FLOAT, ["N", 28, 28, 1])],
+        [h.make_tensor_value_info("probabilities", T.FLOAT, ["N", 10])],
+        initializer=[
+            h.make_tensor("per_unit", T.FLOAT, [], [float(iterations_per_unit)]),
+            h.make_tensor("go", T.BOOL, [], [True]),
+            h.make_tensor("zero", T.FLOAT, [], [0.0]),
+            h.make_tensor("flat_shape", T.INT64, [2], [-1, 784]),
+            h.make_tensor("W", T.FLOAT, [784, 10], weights.ravel().tolist()),
+        ],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
+    model.ir_version = 8
+    if metadata:
+        meta = metadata_for(layout="NHWC", pixel_scale=1 / 255, output="probabilities")
+        h.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
 @pytest.fixture
 def tiny_model(tmp_path: Path) -> Path:
     """A linear model with mnist-edge metadata (NHWC float input in [0, 1])."""

@@ -2,3 +2,5 @@
 
 Needs the train extra (TensorFlow, tf2onnx, onnx); importing this package alone does not.
 """
+
+import runtime  # noqa: F401  (before onnxruntime loads: it turns its telemetry off)

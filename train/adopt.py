@@ -21,7 +21,7 @@ from runtime.evaluate import evaluate
 from runtime.files import writable_target
 from runtime.mnist import load_split
 from runtime.parity import ParityReport, models_parity
-from runtime.session import Classifier
+from runtime.session import Classifier, time_limit
 from train.gate import write_model
 from train.simplify import static_shapes
 
@@ -34,6 +34,9 @@ CONVENTIONS = {
     "inverted, [0, 1] (a dark digit on white)": Overrides(input_range=(1.0, 0.0)),
 }
 PROBE_IMAGES = 1000
+# Each check's limit: it stops a graph that never ends (a Loop of 10^15 steps); a model that
+# needs longer for 10,000 digits is not one for a device anyway.
+CHECK_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,18 @@ def adopt_file(
         contract = original.contract
         metadata = {**original.metadata, **contract_metadata(contract, source)}
         test = load_split("test", data)
-        proto = onnx.load(source)
+        proto = load_onnx(source)
         dynamic, note = proto, "the model already takes any batch"
         if contract.batch is not None:
             dynamic, note = free_batch(proto, contract)
 
         def check(tmp: Path) -> ParityReport:
-            with Classifier(tmp) as copy:
+            doing = f"score the {len(test.images):,} test images"
+            with (
+                Classifier(tmp) as copy,
+                time_limit(original, CHECK_SECONDS, doing),
+                time_limit(copy, CHECK_SECONDS, doing),
+            ):
                 return models_parity(original, copy, test.images, test.labels, int8=False)
 
         try:
@@ -79,7 +87,7 @@ def adopt_file(
             if dynamic is proto:
                 raise
             note = f"kept the fixed batch of {contract.batch}: the copy with any batch failed ({e})"
-            report = write_model(out, onnx.load(source), metadata, check, against="original")
+            report = write_model(out, load_onnx(source), metadata, check, against="original")
             dynamic = None
     return AdoptResult(
         path=str(out),
@@ -89,6 +97,16 @@ def adopt_file(
         batch_note=note,
         parity=report,
     )
+
+
+def load_onnx(source: Path) -> onnx.ModelProto:
+    """The model with its external data, or one line on why onnx will not read it (data that
+    points outside the model's folder, say, in an initializer onnxruntime never loads)."""
+    try:
+        return onnx.load(source)
+    except (onnx.checker.ValidationError, OSError, ValueError) as e:
+        reason = " ".join(str(e).split())
+        raise ModelError(f"{source}: onnx cannot read the model: {reason}") from None
 
 
 def contract_metadata(contract: Contract, source: Path) -> dict[str, str]:
@@ -171,7 +189,8 @@ def probe(
             std=convention.std,
             input_range=convention.input_range,
         )
-        with Classifier(source, overrides=chosen) as clf:
+        doing = f"score {len(images):,} test images"
+        with Classifier(source, overrides=chosen) as clf, time_limit(clf, CHECK_SECONDS, doing):
             accuracy = evaluate(clf, images, labels).accuracy
         results.append(ProbeResult(name, _spelling(convention), accuracy))
     return sorted(results, key=lambda r: -r.accuracy)

@@ -372,6 +372,8 @@ def adopt(
     from train import adopt as adopting
 
     if probe:
+        if out is not None:
+            raise InputError("--out: --probe writes nothing; give one or the other")
         results = adopting.probe(model, overrides, data)
         if json_out:
             say(json.dumps([asdict(r) for r in results]))

@@ -1,5 +1,9 @@
 import errno
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,30 @@ def test_bench_output_to_an_unwritable_place_is_one_line(tiny_model, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
     assert "--output" in result.stderr and "b.json: expected an existing folder" in result.stderr
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    # A writer SIGKILLed mid-write (Ray's driver, adopt) leaves its temporary beside the output.
+    dest = tmp_path / "scores.jsonl"
+    code = f"""
+import time
+from runtime.files import atomic_path
+with atomic_path({str(dest)!r}) as tmp:
+    tmp.write_text("half")
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    (left,) = tmp_path.glob(".scores.jsonl.tmp-*")
+    alive = tmp_path / f".scores.jsonl.tmp-{os.getpid()}-x.jsonl"  # a writer still at work
+    alive.write_text("mine")
+    other = tmp_path / ".scores.jsonl.tmp-notes"  # not of our naming: not ours to remove
+    other.write_text("keep")
+
+    write_json(dest, {"ok": 1})
+
+    assert json.loads(dest.read_text()) == {"ok": 1}
+    assert not left.exists() and alive.exists() and other.exists()

@@ -227,3 +227,50 @@ def test_a_real_pytorch_export_scores_as_in_pytorch_and_adopts(test_set, tmp_pat
     assert json.loads(adopted.stdout)["dynamic_batch"]
     payload, stderr = evaluate_json(out, data)
     assert payload["accuracy"] == expected and stderr == ""
+
+
+def _external_data_outside(folder):
+    """A model whose unused initializer keeps its data in ../outside.data: onnxruntime never
+    loads it, onnx refuses the path (onnx's ValidationError used to come out as 96 lines)."""
+    onnx = pytest.importorskip("onnx")
+    from tests.conftest import linear_onnx
+
+    inner = folder / "inner"
+    inner.mkdir()
+    (folder / "outside.data").write_bytes(bytes(16))
+    model = onnx.load(linear_onnx(inner / "m.onnx"))
+    tensor = onnx.helper.make_tensor("unused", onnx.TensorProto.FLOAT, [4], [0, 0, 0, 0])
+    tensor.ClearField("float_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "../outside.data"), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    model.graph.initializer.append(tensor)
+    onnx.save(model, inner / "m.onnx")
+    return inner / "m.onnx"
+
+
+def test_adopt_problems_are_one_line(tmp_path, mnist_folder):
+    outside = _external_data_outside(tmp_path)
+    rows = [
+        (("adopt", outside, "--out", tmp_path / "a.onnx"), "onnx cannot read the model"),
+        (("adopt", outside, "--probe", "--out", tmp_path / "b.onnx"), "--probe writes nothing"),
+    ]
+    for args, fragment in rows:
+        result = cli(*args, "--data", mnist_folder)
+        assert result.exit_code == 2 and fragment in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*.onnx*"))
+
+
+def test_adopt_stops_a_model_that_never_answers(tmp_path, mnist_folder, monkeypatch):
+    from tests.conftest import slow_onnx
+    from train import adopt
+
+    monkeypatch.setattr(adopt, "CHECK_SECONDS", 1.0)
+    endless = slow_onnx(tmp_path / "endless.onnx", 1e15)
+    for args in (["--probe"], ["--out", tmp_path / "copy.onnx"]):
+        result = cli("adopt", endless, *args, "--data", mnist_folder)
+        assert result.exit_code == 2 and "within 1 s" in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "copy.onnx").exists()

@@ -154,13 +154,35 @@ MODEL_FAILURES = [
     (
         "pixel-scale-absurd",
         lambda t: _with_metadata(t, pixel_scale="-1e30"),
-        "expected a finite non-zero number, found -1e+30",
+        "expected a non-zero scale and an offset within +-1e+06, found -1e+30/0",
     ),
     (
         "pixel-scale-nan",
         lambda t: _with_metadata(t, pixel_scale="nan"),
-        "expected a finite non-zero number, found nan",
+        "expected a non-zero scale and an offset within +-1e+06, found nan/0",
     ),
+    (  # numpy printed "overflow encountered in cast" for each batch
+        "pixel-offset-huge",
+        lambda t: _with_metadata(t, pixel_offset="1e300"),
+        "an offset within +-1e+06, found 0.00392157/1e+300",
+    ),
+    (  # printed raw, it broke the table into two lines
+        "label-with-a-newline",
+        lambda t: _with_metadata(t, labels="zero\n,1,2,3,4,5,6,7,8,9"),
+        "expected printable, non-empty labels, found 'zero\\n'",
+    ),
+    (
+        "label-with-an-escape-code",
+        lambda t: _with_metadata(t, labels="\x1b[31m0,1,2,3,4,5,6,7,8,9"),
+        "found '\\x1b[31m0'",
+    ),
+    ("empty-label", lambda t: _with_metadata(t, labels=",1,2,3,4,5,6,7,8,9"), "found ''"),
+    (  # 1.6 GB to answer one image; 3,000,000 took 22.6 GB
+        "fixed-batch-200000",
+        lambda t: linear_onnx(t / "m.onnx", input_shape=(200_000, 28, 28, 1)),
+        "expected a batch dimension that is free or at most 4,096, found a fixed 200,000",
+    ),
+    ("model-is-a-fifo", lambda t: _fifo(t / "m.onnx"), "expected a regular file, found"),
     ("int64-scores", _int64_scores, "expected an output of [N, 10] float scores"),
     ("nan-weights", _nan_weights, "the model gave NaN or infinite scores"),
 ]
@@ -181,6 +203,62 @@ def test_a_model_that_asks_for_terabytes_gets_one_line(tmp_path):
         app, ["predict", str(digits), "--model", str(_huge_allocation(tmp_path))]
     )
     assert_one_line(result, "m.onnx", "onnxruntime")
+
+
+def _output_as_wide_as_the_batch(t: Path) -> Path:
+    """Scores (N, 10) for one image but (N, 10 N) for N: Tile by the batch's own size."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    path = _with_metadata(t)
+    model = onnx.load(path)
+    graph = model.graph
+    graph.node[-1].output[0] = "narrow"
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([0], np.int64), "first"),
+            numpy_helper.from_array(np.array([1], np.int64), "one"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Shape", ["image"], ["shape"]),
+            helper.make_node("Gather", ["shape", "first"], ["n"]),
+            helper.make_node("Concat", ["one", "n"], ["repeats"], axis=0),
+            helper.make_node("Tile", ["narrow", "repeats"], ["probabilities"]),
+        ]
+    )
+    graph.output[0].type.tensor_type.shape.dim[1].dim_param = "W"
+    onnx.save(model, path)
+    return path
+
+
+def test_scores_of_the_wrong_shape_are_refused_on_every_call(tmp_path):
+    # Bound calls (up to six batch shapes per thread) and plain ones alike: before, once a
+    # thread had used six shapes, (N, 10 N) "probabilities" came back.
+    from runtime import Classifier, ModelError
+
+    with Classifier(_output_as_wide_as_the_batch(tmp_path)) as clf:
+        assert clf.predict_proba(synthetic_digits(1)[0]).shape == (1, 10)
+        for n in range(2, 10):  # onnxruntime refuses a bound buffer's shape; we, the rest
+            with pytest.raises(ModelError, match=rf"{n}, ?10\b"):
+                clf.predict_proba(synthetic_digits(n)[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--std", "1e-300"], "--mean/--std: expected a pixel scale and offset within +-1e+06"),
+        (["--mean", "1e30", "--std", "0.5"], "found scale 0.00784314 and offset -2e+30"),
+        (["--input-range", "0,1e300"], "--input-range: expected a pixel scale and offset"),
+    ],
+    ids=["std-tiny", "mean-huge", "range-huge"],
+)
+def test_contract_options_that_overflow_are_the_options_fault(tiny_model, args, fragment):
+    # --std 1e-300 used to pass, and the model was blamed for the NaN that followed
+    digit = str(ROOT / "examples" / "digits" / "7.png")
+    result = runner.invoke(app, ["predict", digit, "--model", str(tiny_model), *args])
+    assert_one_line(result, fragment)
 
 
 @pytest.mark.parametrize(

@@ -45,3 +45,16 @@ print(json.dumps({{"exit": code, "loaded": loaded}}))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"exit": 0, "loaded": ["train"]}  # train.cli itself, nothing heavier
+
+
+def test_device_commands_write_nothing_to_home(tmp_path):
+    # onnxruntime would write a telemetry database and a device id under ~/.cache on every run.
+    home = tmp_path / "home"
+    home.mkdir()
+    digit = Path(__file__).parents[2] / "examples" / "digits" / "7.png"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+    for args in (["predict", str(digit)], ["info"], ["bench", "--batch-sizes", "1", "--runs", "5"]):
+        command = [sys.executable, "-m", "runtime.cli", *args]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert list(home.rglob("*")) == []
