@@ -125,7 +125,7 @@ def process_costs(args) -> dict:
     litert = (
         "import sys, numpy as np\n"
         "from ai_edge_litert.interpreter import Interpreter\n"
-        "from runtime.preprocess import load_image\n"
+        "from runtime.images import load_image\n"
         "from runtime.preprocess import as_nhwc\n"
         "it = Interpreter(model_path=sys.argv[1]); it.allocate_tensors()\n"
         "x = as_nhwc(load_image(sys.argv[2]))\n"

@@ -39,7 +39,7 @@ TF_PREDICT = """
 import sys
 import numpy as np
 import keras
-from runtime.preprocess import load_image
+from runtime.images import load_image
 from runtime.preprocess import as_nhwc
 model = keras.models.load_model(sys.argv[1])
 probs = model.predict(as_nhwc(load_image(sys.argv[2])), verbose=0)

@@ -6,16 +6,27 @@ condensed), dark on light at 120 px, turned 20 degrees either way or not, each f
 drawn, with a stroke three times as thick, with a hairline stroke, and under a seeded elastic
 distortion (Simard et al. 2003: a smoothed random displacement field); and it adds the ten
 mouse-drawn digits of examples/digits/. Every image goes through the runtime's own
-preprocessing (`mnist_style`: ink box, 20x20 fit, centre of mass), as `predict` does. Accuracy
-is printed per model; the Keras models run in Keras, the ONNX ones in the runtime.
+preprocessing (`mnist_style`: the digit's ink, 20x20 fit, centre of mass), as `predict` does.
 
-    python benchmarks/robustness.py [--models exported/mnist_edge.onnx ...] [--json FILE]
+Photos: the first --photos digits of MNIST's test set (written by people; the preprocessing was
+tuned on digits from 5,000 on, never these) redrawn in pen on paper and photographed under each
+condition of benchmarks/photos.py (gradient, shadow, grey sheet, ruled paper, hairline and
+marker pens, ...). Each photo is read twice: "before" through the preprocessing every picture
+got until #25 (ink against the border's median, `fit(plain_ink)`), "after" through today's.
+Needs MNIST (--data or $MNIST_DIR); without it the photos are skipped with a line.
+
+Accuracy is printed per model; the Keras models run in Keras, the ONNX ones in the runtime.
+--examples writes contact sheets of photos the old path misread and of any today misreads.
+
+    python benchmarks/robustness.py [--models exported/mnist_edge.onnx ...] [--photos 100]
+        [--json FILE] [--examples DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,11 +36,18 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime.preprocess import load_image, mnist_style  # noqa: E402
+from photos import CONDITIONS, photograph  # noqa: E402
+
+from runtime.errors import DataError, InputError  # noqa: E402
+from runtime.images import load_image  # noqa: E402
+from runtime.ink import fit, mnist_style, plain_ink  # noqa: E402
+from runtime.mnist import load_split  # noqa: E402
 
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
 ANGLES = (-20, 0, 20)
 STYLES = ("plain", "thick", "thin", "elastic")
+THUMB_REDUCE = 6  # the photos' contact-sheet copies: 1200x900 -> 200x150
+MAX_MISSED = 30
 DEFAULT_MODELS = (
     "exported/mnist_edge.int8.onnx",
     "exported/mnist_edge.onnx",
@@ -92,6 +110,104 @@ def digit_set(found: list[Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.stack(images), np.array(labels), sources
 
 
+def photo_set(count: int, data: str | None) -> dict[str, np.ndarray]:
+    """MNIST test digits 0..count-1 photographed under every condition, each read the old way
+    and today's way; small copies of the photos are kept for the contact sheets."""
+    split = load_split("test", data)
+    before, after, thumbs, labels, conditions = [], [], [], [], []
+    for i in range(count):
+        ink = split.images[i].astype(np.float64) / 255
+        for condition in CONDITIONS:
+            photo = photograph(ink, condition, seed=i)
+            gray = photo.astype(np.float64) / 255
+            before.append(fit(plain_ink(gray)))
+            after.append(_or_blank(gray))
+            thumbs.append(np.asarray(Image.fromarray(photo).reduce(THUMB_REDUCE)))
+            labels.append(int(split.labels[i]))
+            conditions.append(condition)
+        print(f"\rphotos: {i + 1}/{count} digits", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return {
+        "before": np.stack(before),
+        "after": np.stack(after),
+        "thumbs": np.stack(thumbs),
+        "labels": np.array(labels),
+        "conditions": np.array(conditions),
+    }
+
+
+def _or_blank(gray: np.ndarray) -> np.ndarray:
+    try:
+        return mnist_style(gray)
+    except InputError:  # no digit found: a miss, shown as an empty field
+        return np.zeros((28, 28), np.uint8)
+
+
+def photo_rows(predicted: dict[str, np.ndarray], photos: dict[str, np.ndarray]) -> dict:
+    cond = photos["conditions"]
+    by = {}
+    for condition in CONDITIONS:
+        at = cond == condition
+        by[condition] = {
+            k: round(float((predicted[k][at] == photos["labels"][at]).mean()), 4)
+            for k in ("before", "after")
+        }
+    return {
+        "before": round(float((predicted["before"] == photos["labels"]).mean()), 4),
+        "after": round(float((predicted["after"] == photos["labels"]).mean()), 4),
+        "by_condition": by,
+    }
+
+
+def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]) -> Image.Image:
+    """One row per example: the photo (reduced), then what the old and today's preprocessing
+    made of it, 28x28 shown at 4x, with a caption."""
+    tw, th = rows[0][0].shape[1], rows[0][0].shape[0]
+    big = 28 * 4
+    height = max(th, big) + 16
+    sheet = Image.new("L", (tw + 2 * big + 40, height * len(rows)), 255)
+    draw = ImageDraw.Draw(sheet)
+    for n, (thumb, old, new, caption) in enumerate(rows):
+        y = n * height
+        sheet.paste(Image.fromarray(thumb), (0, y))
+        for k, digit in enumerate((old, new)):
+            shown = Image.fromarray(digit).resize((big, big), Image.Resampling.NEAREST)
+            sheet.paste(shown, (tw + 10 + k * (big + 10), y))
+        draw.text((2, y + max(th, big) + 2), caption, fill=0)
+    return sheet
+
+
+def write_examples(folder: Path, photos: dict, predicted: dict) -> list[Path]:
+    """fixed.png: per condition, the first photo the old preprocessing misread and today's
+    reads; missed.png: photos today's preprocessing misreads (at most MAX_MISSED)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels, cond = photos["labels"], photos["conditions"]
+    fixed, missed = [], []
+    for condition in CONDITIONS:
+        wrong_then = np.nonzero((cond == condition) & (predicted["before"] != labels)
+                                & (predicted["after"] == labels))[0]  # fmt: skip
+        if len(wrong_then):
+            fixed.append(wrong_then[0])
+    missed = np.nonzero(predicted["after"] != labels)[0][:MAX_MISSED]
+    written = []
+    for name, chosen in (("fixed.png", fixed), ("missed.png", missed)):
+        if not len(chosen):
+            continue
+        rows = [
+            (
+                photos["thumbs"][i],
+                photos["before"][i],
+                photos["after"][i],
+                f"{cond[i]}: a {labels[i]}, read {predicted['before'][i]} before, "
+                f"{predicted['after'][i]} after",
+            )
+            for i in chosen
+        ]
+        contact_sheet(rows).save(folder / name, optimize=True)
+        written.append(folder / name)
+    return written
+
+
 def predict(model: Path, images: np.ndarray) -> np.ndarray:
     if model.suffix == ".keras":
         import keras
@@ -109,6 +225,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", type=Path, default=[Path(m) for m in DEFAULT_MODELS])
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--photos", type=int, default=100, help="MNIST test digits to photograph")
+    parser.add_argument("--data", default=os.environ.get("MNIST_DIR"), help="MNIST folder")
+    parser.add_argument("--examples", type=Path, default=None, help="write contact sheets here")
     args = parser.parse_args()
     found = fonts()
     images, labels, sources = digit_set(found)
@@ -117,6 +236,15 @@ def main() -> int:
         print("no TrueType fonts found: only the ten drawn digits are measured", file=sys.stderr)
     print(f"{len(images)} digits: {(~drawn).sum()} from {len(found)} fonts x 10 x "
           f"{len(ANGLES)} angles x {len(STYLES)} styles, {drawn.sum()} drawn")  # fmt: skip
+    photos = None
+    if args.photos > 0:
+        try:
+            photos = photo_set(args.photos, args.data)
+        except DataError as e:  # no MNIST here
+            print(f"photos skipped: {e}", file=sys.stderr)
+    if photos is not None:
+        print(f"{len(photos['labels'])} photos: MNIST test digits 0-{args.photos - 1} x "
+              f"{len(CONDITIONS)} conditions")  # fmt: skip
     rows = []
     for model in args.models:
         path = model if model.is_absolute() else ROOT / model
@@ -133,12 +261,29 @@ def main() -> int:
             "drawn": f"{int(hit[drawn].sum())}/{int(drawn.sum())}",
             "missed": [s for s, h in zip(sources, hit, strict=True) if not h][:40],
         }
-        rows.append(row)
         styles = "  ".join(f"{k} {v:.1%}" for k, v in row["by_style"].items())
         print(f"{row['accuracy']:7.2%}  {styles}  drawn {row['drawn']}  {model}")
+        if photos is not None:
+            predicted = {k: predict(path, photos[k]) for k in ("before", "after")}
+            row["photos"] = photo_rows(predicted, photos)
+            print_photos(row["photos"])
+            if args.examples and model == args.models[0]:
+                for written in write_examples(args.examples, photos, predicted):
+                    print(f"  wrote {written}")
+        rows.append(row)
     if args.json:
-        args.json.write_text(json.dumps({"digits": len(images), "results": rows}, indent=2) + "\n")
+        figures = {"digits": len(images), "results": rows}
+        if photos is not None:
+            figures["photos"] = {"digits": args.photos, "conditions": list(CONDITIONS)}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def print_photos(row: dict) -> None:
+    print(f"  photos  {'before':>7} {'after':>7}")
+    for condition, figures in row["by_condition"].items():
+        print(f"  {condition:12} {figures['before']:7.1%} {figures['after']:7.1%}")
+    print(f"  {'all photos':12} {row['before']:7.1%} {row['after']:7.1%}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from runtime.contract import DEFAULT_BATCH_SIZE, IMAGE_SIZE
 from runtime.errors import DataError, InputError
 from runtime.files import check_regular_file
 from runtime.idx import idx_shape, iter_idx
-from runtime.preprocess import as_images, load_image
+from runtime.images import load_image
+from runtime.preprocess import as_images
 
 _NPY_MAGIC = b"\x93NUMPY"
 

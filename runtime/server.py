@@ -43,8 +43,9 @@ from starlette.routing import Route
 
 from runtime.batcher import Closed, MicroBatcher, Overloaded
 from runtime.errors import InputError, MnistEdgeError
+from runtime.images import read_image
 from runtime.info import describe
-from runtime.preprocess import as_images, read_image
+from runtime.preprocess import as_images
 from runtime.session import Classifier
 
 _NPY_MAGIC = b"\x93NUMPY"

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from runtime import Classifier
 from runtime.cpu import int8_exact
 from runtime.evaluate import evaluate
+from runtime.images import load_image
 from runtime.mnist import load_split
 from runtime.models import default_model_path
-from runtime.preprocess import load_image
 from tests.conftest import cli_app
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,11 +1,16 @@
-// MNIST-style preprocessing, the same steps as runtime/preprocess.py (mnist_style), for the
-// page and the Node script. Pure functions over typed arrays: no DOM, no Node APIs.
+// MNIST-style preprocessing, the same steps as runtime/images.py and runtime/ink.py
+// (mnist_style), for the page and the Node script. Pure functions over typed arrays: no DOM,
+// no Node APIs.
 //
-// A drawing or image file -> 28x28 uint8, white digit on black: crop to the ink, fit into a
-// 20x20 box with Pillow's Lanczos filter (reimplemented below, coefficient for coefficient),
-// then place it so its centre of mass sits at (14, 14).
+// A drawing or image file -> 28x28 uint8, white digit on black: the digit's ink (ink.js),
+// cropped, fitted into a 20x20 box with Pillow's Lanczos filter (reimplemented below,
+// coefficient for coefficient), then placed so its centre of mass sits at (14, 14).
 
+import { digitInk, median, roundHalfEven } from "./ink.js";
+
+export { roundHalfEven };
 export const SIZE = 28; // MNIST's field
+const FAST_SIDE = 32; // pictures this small are MNIST-style already: ink against the border
 const BOX = 20; // MNIST fitted each digit into a 20x20 box inside the field
 const CENTRE = 14.0; // where MNIST's centres of mass sit (row and column)
 const INK_THRESHOLD = 0.2; // of the strongest ink: fainter pixels are noise when cropping
@@ -55,8 +60,12 @@ export function grayscale(rgba, width, height, hasAlpha) {
 }
 
 /** Grayscale digit (row-major, values in [0, 1], either polarity) -> Uint8Array(784). */
-export function mnistStyle(gray, width, height) {
-  const ink = inkStrength(gray, width, height);
+export function mnistStyle(gray, pictureWidth, pictureHeight) {
+  const found =
+    Math.max(pictureWidth, pictureHeight) <= FAST_SIDE
+      ? { data: inkStrength(gray, pictureWidth, pictureHeight), w: pictureWidth, h: pictureHeight }
+      : digitInk(gray, pictureWidth, pictureHeight);
+  const [ink, width, height] = [found.data, found.w, found.h];
   let peak = 0;
   for (const v of ink) peak = Math.max(peak, v);
   let [top, bottom, left, right] = [height, -1, width, -1];
@@ -184,16 +193,4 @@ function coefficients(inSize, outSize) {
     bounds[2 * xx + 1] = count;
   }
   return { bounds, weights, ksize };
-}
-
-function median(values) {
-  const s = Float64Array.from(values).sort();
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
-/** Python's round() and numpy's rint: halves go to the even neighbour. */
-export function roundHalfEven(v) {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }

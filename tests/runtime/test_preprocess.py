@@ -3,8 +3,10 @@ import pytest
 from PIL import Image
 
 from runtime.errors import InputError, InputWarning
+from runtime.images import load_image
+from runtime.ink import mnist_style
 from runtime.mnist import load_split
-from runtime.preprocess import as_batch, load_image, mnist_style
+from runtime.preprocess import as_batch
 
 
 @pytest.mark.parametrize(

@@ -112,10 +112,10 @@ def test_requests_waiting_in_the_backlog_at_sigterm_are_answered_not_reset(tiny_
     s = Server("--model", str(tiny_model))
     request = raw_request(DIGIT.read_bytes())
     outcomes, lock = [], threading.Lock()
-    stop_at = time.monotonic() + 1.2
+    stop_at = [time.monotonic() + 20]  # until 0.7 s after SIGTERM
 
     def client():
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at[0]:
             try:
                 sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
             except ConnectionRefusedError:
@@ -134,12 +134,16 @@ def test_requests_waiting_in_the_backlog_at_sigterm_are_answered_not_reset(tiny_
     threads = [threading.Thread(target=client) for _ in range(16)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    while len(outcomes) < 40 and time.monotonic() < stop_at[0] - 10:  # a busy machine is slow
+        time.sleep(0.05)
     s.process.send_signal(signal.SIGTERM)
+    stop_at[0] = time.monotonic() + 0.7
     for t in threads:
         t.join(30)
     assert s.process.wait(timeout=30) == 0
-    assert len(outcomes) > 50 and set(outcomes) == {"200"}, {o: outcomes.count(o) for o in outcomes}
+    assert len(outcomes) >= 40 and set(outcomes) == {"200"}, {
+        o: outcomes.count(o) for o in outcomes
+    }
 
 
 # --- connections, slow clients, memory -------------------------------------------------------

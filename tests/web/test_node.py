@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from runtime.images import load_image
 from runtime.mnist import load_split
-from runtime.preprocess import load_image
 from runtime.session import Classifier
 from tests.conftest import ROOT, write_idx
 from tests.web.conftest import run_node
@@ -63,8 +64,7 @@ def drawn_variants(tmp_path):
     return files
 
 
-def test_node_preprocesses_images_as_python_does(node, tmp_path):
-    files = [*EXAMPLES, *drawn_variants(tmp_path)]
+def assert_node_preprocesses_as_python(node, files: list[Path]) -> None:
     script = (
         "import {readPng} from './web/classify.js';"
         "console.log(JSON.stringify(process.argv.slice(1).map((f) => Array.from(readPng(f)))))"
@@ -77,6 +77,29 @@ def test_node_preprocesses_images_as_python_does(node, tmp_path):
     # Pillow's Lanczos filter reimplemented in JS: at most one grey level off, and only rarely.
     assert np.abs(found - expected).max() <= 1
     assert (found == expected).mean() > 0.999
+
+
+def test_node_preprocesses_images_as_python_does(node, tmp_path):
+    assert_node_preprocesses_as_python(node, [*EXAMPLES, *drawn_variants(tmp_path)])
+
+
+def test_node_finds_the_digit_in_photos_as_python_does(node, tmp_path):
+    # Every step of runtime/ink.py (page, polarity, lines, groups, stroke) on photographed
+    # digits, one per condition, at 800x600 (Python reduces larger files before it starts).
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from photos import CONDITIONS, photograph
+
+    files = []
+    for i, condition in enumerate(CONDITIONS):
+        ink = np.zeros((28, 28))
+        ink[6:22, 12:16] = 1  # a "1" ...
+        ink[6:10, 8:16] = 1 if i % 2 else 0  # ... or a "7"
+        photo = Image.fromarray(photograph(ink, condition, seed=i)).resize((800, 600))
+        files.append(tmp_path / f"{condition}.png")
+        photo.save(files[-1])
+    assert_node_preprocesses_as_python(node, files)
 
 
 def test_node_reads_the_drawn_example_digits(node):

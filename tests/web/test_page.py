@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from runtime.images import load_image
+from runtime.ink import mnist_style
 from runtime.mnist import load_split
-from runtime.preprocess import load_image, mnist_style
 from runtime.session import Classifier
 from tests.conftest import ROOT
 from tests.web.test_node import EXAMPLES, PROBABILITY_TOLERANCE
