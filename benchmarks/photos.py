@@ -46,8 +46,10 @@ PHOTO = (1200, 900)  # width, height: a phone photo reduced as the runtime reduc
 PEN_WIDTHS = {"hairline": 0.02, "marker": 0.16}  # of the digit's height; a pen is 0.06-0.10
 
 
-def photograph(ink: np.ndarray, condition: str, seed: int = 0) -> np.ndarray:
-    """`ink` (h, w) in [0, 1], 1 = ink -> a (900, 1200) uint8 photo under `condition`."""
+def photograph(ink: np.ndarray, condition: str, seed: int = 0, redraw: bool = True) -> np.ndarray:
+    """`ink` (h, w) in [0, 1], 1 = ink -> a (900, 1200) uint8 photo under `condition`. With
+    `redraw` False the ink keeps its own strokes, scaled up (the pen conditions then do
+    nothing): for marks whose centre line is not their shape, as a thickened 8's."""
     if condition not in CONDITIONS:
         raise ValueError(f"condition: expected one of {CONDITIONS}, found {condition!r}")
     # The sheet, the pen, the digit's size and place come from the seed alone, so that one
@@ -59,7 +61,8 @@ def photograph(ink: np.ndarray, condition: str, seed: int = 0) -> np.ndarray:
     pen = sheet.uniform(0.05, 0.10)
     pen = PEN_WIDTHS.get(condition, pen)
     digit_h = int(height * sheet.uniform(0.30, 0.50))
-    stroke = _pen(ink, digit_h, pen)  # (digit_h, digit_w), 1 = ink
+    digit_h = min(digit_h, int(0.9 * width * ink.shape[0] / ink.shape[1]))  # a wide number fits
+    stroke = _pen(ink, digit_h, pen) if redraw else _scaled(ink, digit_h)  # 1 = ink
     page = np.full((height, width), sheet.uniform(0.82, 0.95))
     page *= _grain(sheet, (height, width))
     darkness = sheet.uniform(0.75, 0.92)  # a pen leaves 8-25% of the light
@@ -89,6 +92,12 @@ def photograph(ink: np.ndarray, condition: str, seed: int = 0) -> np.ndarray:
         img.save(buffer, "JPEG", quality=25)
         img = Image.open(io.BytesIO(buffer.getvalue())).convert("L")
     return np.asarray(img)
+
+
+def _scaled(ink: np.ndarray, height: int) -> np.ndarray:
+    size = (max(1, round(ink.shape[1] * height / ink.shape[0])), height)
+    big = Image.fromarray((ink * 255).astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(big, np.float64) / 255
 
 
 def _pen(ink: np.ndarray, height: int, width: float) -> np.ndarray:

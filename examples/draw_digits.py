@@ -1,5 +1,6 @@
 """Draw the ten demo digits in examples/digits/ as a person would with a mouse: dark strokes on
-light paper, larger than MNIST and off-centre, so predict shows the image preprocessing at work.
+light paper, larger than MNIST and off-centre, so predict shows the image preprocessing at work;
+and examples/number.png, a meter reading in the same hand for `mnist-edge read`.
 
     python examples/draw_digits.py
 """
@@ -50,9 +51,23 @@ def draw(digit: int) -> Image.Image:
     return img
 
 
+def number(digits: str) -> Image.Image:
+    """Digits side by side on one strip of the same paper, a little overlapping their canvases
+    and each a little higher or lower, as written on a line."""
+    step = CANVAS[0] - 50
+    img = Image.new("L", (step * len(digits) + 60, CANVAS[1] + 20), 235)
+    for i, d in enumerate(digits):
+        drawn = draw(int(d))
+        ink = drawn.point(lambda v: 255 if v < 128 else 0)  # paste only the strokes
+        img.paste(drawn, (i * step, 10 + (i % 3) * 5 - 5), ink)
+    return img
+
+
 if __name__ == "__main__":
-    out = Path(__file__).parent / "digits"
+    here = Path(__file__).parent
+    out = here / "digits"
     out.mkdir(exist_ok=True)
     for digit in STROKES:
         draw(digit).save(out / f"{digit}.png")
-    print(f"wrote {len(STROKES)} digits to {out}")
+    number("40917").save(here / "number.png")
+    print(f"wrote {len(STROKES)} digits to {out} and a number to {here / 'number.png'}")

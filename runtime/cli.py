@@ -51,6 +51,7 @@ from runtime.render import (
     info_lines,
     prediction_line,
     profile_lines,
+    reading_line,
     say,
     scenario_lines,
 )
@@ -236,6 +237,74 @@ def _predict_on_ray(inputs, model, overrides, address, timeout, workers, output,
         f"wrote {run.output}: {run.images:,} images in {run.shards} shards on {run.workers} "
         f"Ray workers, {run.seconds:.1f} s ({run.images_per_s:,.0f} images/s)"
     )
+
+
+@app.command(rich_help_panel=DEVICE)
+@contract_options
+@device_options
+def read(
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files, each a handwritten number on one line (photo, scan, drawing).",
+            metavar="IMAGE...",
+            show_default=False,
+        ),
+    ],
+    model: ModelOpt = None,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, max=10, help="Best labels per digit, with --json.")
+    ] = 3,
+    min_confidence: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Digits read less surely than this print as ? and the exit code is 1.",
+        ),
+    ] = 0.0,
+    annotate: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw each digit's box and label on the image, written here (.png); with "
+            "several images, a folder.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    settings=None,
+    overrides=None,
+):
+    """Read a handwritten number in each image: one line each, the number and its digits'
+    confidences (--json: each digit's label, confidence, top-k and box)."""
+    from runtime.read import read_file
+
+    clf = classifier(model, settings, overrides)
+    unsure = 0
+    for path in images:
+        reading = read_file(clf, path, str(path), top_k)
+        unsure += reading.unsure(min_confidence)
+        say(reading_line(str(path), reading, min_confidence, json_out))
+        if annotate is not None:
+            _write_annotated(path, reading, min_confidence, annotate, several=len(images) > 1)
+    if unsure:
+        raise typer.Exit(1)
+
+
+def _write_annotated(path: Path, reading, min_confidence: float, dest: Path, several: bool):
+    from PIL import Image
+
+    from runtime.files import atomic_path, make_parent
+    from runtime.read import annotate
+
+    if several:
+        dest.mkdir(parents=True, exist_ok=True)
+        dest = dest / f"{path.stem}.read.png"
+    if dest.exists() and dest.resolve() == path.resolve():
+        raise InputError(f"--annotate: {dest} is the image being read; name another file")
+    make_parent(dest)
+    with Image.open(path) as img, atomic_path(dest) as tmp:
+        annotate(img, reading, min_confidence).save(tmp, format="PNG")
 
 
 @app.command(rich_help_panel=DEVICE)

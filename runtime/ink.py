@@ -85,6 +85,37 @@ def digit_ink(gray: np.ndarray) -> np.ndarray:
     """Grayscale (h, w) in [0, 1], either polarity -> the digit's ink (h', w') in [0, 1], 1 the
     strongest, 0 all else; h', w' the analysis size."""
     small = _reduce(gray, ANALYSIS_SIDE)
+    found = _ink_side(small)
+    if found is None:
+        return np.zeros_like(small)
+    _, ink, mask = _candidate(*found)
+    return stroke_to_mnist(ink, mask) if mask.any() else np.zeros_like(small)
+
+
+def writing(gray: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """All the writing in a picture, not one digit: (ink in [0, 1], mask, factor) at `side`
+    pixels on the long side, `factor` times smaller than `gray`. Page, polarity, threshold and
+    ruled lines as for one digit."""
+    small = _reduce(gray, side)
+    factor = _factor(gray.shape, side)
+    found = _ink_side(small)
+    if found is None:
+        return np.zeros_like(small), np.zeros(small.shape, bool), factor
+    standing = found[0]
+    threshold = max(_otsu(standing), MIN_CONTRAST)
+    lines = _ruled_lines(standing > threshold)
+    mask = (standing > threshold) & ~lines
+    if not mask.any():
+        return np.zeros_like(small), mask, factor
+    level = _median(standing[mask])
+    ink = np.clip((standing - threshold / 2) / max(level - threshold / 2, 1e-6), 0, 1)
+    ink[lines] = 0
+    return ink, mask, factor
+
+
+def _ink_side(small: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(what stands out from the page on the ink's side, a window around the best digit found
+    there), or None when neither side holds anything like a digit."""
     grid = _reduce(small, max(small.shape) // PAGE_CELL)
     k = _kernel(grid)
     closed, opened = _closing(grid, k), _opening(grid, k)
@@ -93,14 +124,13 @@ def digit_ink(gray: np.ndarray) -> np.ndarray:
     dark = _candidate(_stand_out(small, _closing(opened, k), dark=True))
     light = _candidate(_stand_out(small, _opening(closed, k), dark=False))
     if max(dark[0], light[0]) <= 0:
-        return np.zeros_like(small)
+        return None
     # Then the ink against its side's plain page, around where the digit was found: taking
     # the other side away first also fills the paper between the strokes of a digit that
     # fills the picture, and the plain page leaves a page's edge on a table standing out.
     is_dark = dark[0] >= light[0]
     standing = _stand_out(small, closed if is_dark else opened, dark=is_dark)
-    _, ink, mask = _candidate(standing, _around((dark if is_dark else light)[2]))
-    return _stroke_to_mnist(ink, mask) if mask.any() else np.zeros_like(small)
+    return standing, _around((dark if is_dark else light)[2])
 
 
 def _around(mask: np.ndarray) -> np.ndarray:
@@ -137,11 +167,15 @@ def _candidate(
 def _reduce(gray: np.ndarray, side: int) -> np.ndarray:
     """The picture shrunk by a whole factor to at most `side` pixels: each output pixel the mean
     of a factor x factor block (the last partial rows and columns dropped)."""
-    factor = math.ceil(max(gray.shape) / side)
+    factor = _factor(gray.shape, side)
     if factor == 1:
         return gray.astype(np.float64)
     h, w = (gray.shape[0] // factor) * factor, (gray.shape[1] // factor) * factor
     return _block_sum(gray[:h, :w].astype(np.float64), factor) / (factor * factor)
+
+
+def _factor(shape: tuple[int, ...], side: int) -> int:
+    return math.ceil(max(shape) / side)
 
 
 def _stand_out(small: np.ndarray, page: np.ndarray, dark: bool) -> np.ndarray:
@@ -239,18 +273,10 @@ def _the_digit(mask: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray, floa
     weight = np.pad(weight, ((0, rows * cell - mask.shape[0]), (0, cols * cell - mask.shape[1])))
     mass = _block_sum(weight, cell)
     inked = mass > 0
-    labels, count = _label(_grow(inked, GROUP_REACH))
+    labels, count = label(_grow(inked, GROUP_REACH))
     if count == 0:
         return np.zeros_like(mask), 0.0
-    ys, xs = np.nonzero(labels)
-    of = labels[ys, xs] - 1
-    scores = np.bincount(of, mass[ys, xs], count)
-    tops, lefts = np.full(count, rows), np.full(count, cols)
-    bottoms, rights = np.zeros(count, np.int64), np.zeros(count, np.int64)
-    np.minimum.at(tops, of, ys)
-    np.minimum.at(lefts, of, xs)
-    np.maximum.at(bottoms, of, ys)
-    np.maximum.at(rights, of, xs)
+    scores, (tops, lefts, bottoms, rights) = group_stats(labels, count, mass)
     # the page's edge, a table, a finger
     scores[(tops == 0) | (lefts == 0) | (bottoms == rows - 1) | (rights == cols - 1)] *= 0.1
     spans = np.maximum((bottoms - tops + 1) / rows, (rights - lefts + 1) / cols)
@@ -282,6 +308,21 @@ def _the_digit(mask: np.ndarray, darkness: np.ndarray) -> tuple[np.ndarray, floa
     return pixels[: mask.shape[0], : mask.shape[1]], score
 
 
+def group_stats(labels: np.ndarray, count: int, weights: np.ndarray | None = None):
+    """Per group 1..count of `labels`: its total weight (its size without `weights`), and its
+    box as arrays (tops, lefts, bottoms, rights), bottoms and rights inclusive."""
+    ys, xs = np.nonzero(labels)
+    of = labels[ys, xs] - 1
+    total = np.bincount(of, None if weights is None else weights[ys, xs], count)
+    tops, lefts = np.full(count, labels.shape[0]), np.full(count, labels.shape[1])
+    bottoms, rights = np.zeros(count, np.int64), np.zeros(count, np.int64)
+    np.minimum.at(tops, of, ys)
+    np.minimum.at(lefts, of, xs)
+    np.maximum.at(bottoms, of, ys)
+    np.maximum.at(rights, of, xs)
+    return total, (tops, lefts, bottoms, rights)
+
+
 def _near(box: list[int], other: list[int], reach: int) -> bool:
     """Whether two boxes of cells come within `reach` cells of each other."""
     return (
@@ -292,15 +333,19 @@ def _near(box: list[int], other: list[int], reach: int) -> bool:
     )
 
 
-def _label(cells: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected groups of True cells: (labels, count), labels 1..count in the order of each
-    group's first cell row by row, 0 elsewhere. Runs of cells in a row are joined with the runs
-    they touch in the row above (a union-find over runs, not cells)."""
-    rows, cols = cells.shape
-    edges = np.diff(np.pad(cells, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected groups of True pixels: (labels, count), labels 1..count in the order of each
+    group's first pixel row by row, 0 elsewhere. Runs of pixels in a row are joined with the
+    runs they touch in the row above, the two rows' runs walked in step (a union-find over
+    runs, not pixels)."""
+    rows, cols = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
     run_rows, starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)[1] - 1  # inclusive; both in row-major order
-    parent = list(range(len(starts)))
+    if len(starts) == 0:
+        return np.zeros((rows, cols), np.int32), 0
+    ends = (np.nonzero(edges == -1)[1] - 1).tolist()  # inclusive; both in row-major order
+    starts_list = starts.tolist()
+    parent = list(range(len(starts_list)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -308,21 +353,32 @@ def _label(cells: np.ndarray) -> tuple[np.ndarray, int]:
             i = parent[i]
         return i
 
-    first = np.searchsorted(run_rows, np.arange(rows + 1))  # row r's runs: first[r]..first[r+1]
+    first = np.searchsorted(run_rows, np.arange(rows + 1)).tolist()
     for r in range(1, rows):
-        for i in range(first[r], first[r + 1]):
-            for j in range(first[r - 1], first[r]):
-                if starts[j] <= ends[i] + 1 and starts[i] <= ends[j] + 1:
-                    a, b = root(i), root(j)
-                    parent[max(a, b)] = min(a, b)  # a group's root is its first run
-    roots = np.array([root(i) for i in range(len(starts))], np.int64)
-    numbers = np.zeros(len(starts) + 1, np.int32)
-    is_root = roots == np.arange(len(starts))
-    numbers[np.flatnonzero(is_root)] = np.arange(1, is_root.sum() + 1)
-    labels = np.zeros((rows, cols), np.int32)
-    for i in range(len(starts)):
-        labels[run_rows[i], starts[i] : ends[i] + 1] = numbers[roots[i]]
-    return labels, int(is_root.sum())
+        i, j = first[r], first[r - 1]
+        while i < first[r + 1] and j < first[r]:
+            if starts_list[j] <= ends[i] + 1 and starts_list[i] <= ends[j] + 1:
+                a, b = root(i), root(j)
+                parent[max(a, b)] = min(a, b)  # a group's root is its first run
+            if ends[i] < ends[j]:
+                i += 1
+            else:
+                j += 1
+    roots = np.array([root(i) for i in range(len(parent))], np.int64)
+    is_root = roots == np.arange(len(parent))
+    numbers = np.zeros(len(parent), np.int32)
+    numbers[is_root] = np.arange(1, is_root.sum() + 1)
+    lengths = np.array(ends) - starts + 1
+    flat = np.zeros(rows * cols, np.int32)
+    at = np.repeat(run_rows * cols + starts, lengths) + _within(lengths)
+    flat[at] = np.repeat(numbers[roots], lengths)
+    return flat.reshape(rows, cols), int(is_root.sum())
+
+
+def _within(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n-1 for each run of length n, concatenated."""
+    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(int(lengths.sum())) - offsets
 
 
 def _grow(cells: np.ndarray, reach: int) -> np.ndarray:
@@ -335,7 +391,7 @@ def _grow(cells: np.ndarray, reach: int) -> np.ndarray:
     return grown
 
 
-def _stroke_to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def stroke_to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`ink` with its stroke thickened or thinned to MNIST's width relative to its size."""
     ys, xs = np.nonzero(mask)
     side = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)

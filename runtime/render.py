@@ -39,6 +39,24 @@ def prediction_line(name: str, ranked: list[tuple[str, float]], json_out: bool) 
     return json.dumps(row)
 
 
+def reading_line(name: str, reading, min_confidence: float, json_out: bool) -> str:
+    """One image's number: `name<TAB>number<TAB>confidences`, or a JSON object."""
+    text = reading.text(min_confidence)
+    if not json_out:
+        sure = " ".join(f"{d.confidence:.2f}" for d in reading.digits)
+        return f"{printable(name)}\t{text}\t{sure}"
+    digits = [
+        {
+            "label": d.label,
+            "confidence": round(d.confidence, 6),
+            "top_k": [{"label": lab, "probability": round(q, 6)} for lab, q in d.top_k],
+            "box": {"x": d.box.x, "y": d.box.y, "w": d.box.w, "h": d.box.h},
+        }
+        for d in reading.digits
+    ]
+    return json.dumps({"input": name, "number": text, "digits": digits})
+
+
 def with_parity(result) -> dict:
     """A result dataclass whose `parity` is a ParityReport, as a JSON-ready dict."""
     return {**asdict(result), "parity": result.parity.to_dict()}

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from runtime.errors import InputError
-from runtime.ink import _label, mnist_style
+from runtime.ink import label, mnist_style
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -200,7 +200,7 @@ def flood_fill_groups(cells: np.ndarray) -> list[set[tuple[int, int]]]:
 def test_ink_cells_are_grouped_as_a_flood_fill_groups_them(seed):
     rng = np.random.default_rng(seed)
     cells = rng.random((rng.integers(1, 30), rng.integers(1, 30))) < rng.uniform(0.1, 0.6)
-    labels, count = _label(cells)
+    labels, count = label(cells)
     expected = flood_fill_groups(cells)
     assert count == len(expected)
     for number, group in enumerate(expected, start=1):
