@@ -45,6 +45,11 @@ def reading_line(name: str, reading, min_confidence: float, json_out: bool) -> s
     if not json_out:
         sure = " ".join(f"{d.confidence:.2f}" for d in reading.digits)
         return f"{printable(name)}\t{text}\t{sure}"
+    return json.dumps({"input": name, **reading_dict(reading, min_confidence)})
+
+
+def reading_dict(reading, min_confidence: float = 0.0) -> dict:
+    """A Reading as `read --json` and `POST /v1/read` give it."""
     digits = [
         {
             "label": d.label,
@@ -54,7 +59,7 @@ def reading_line(name: str, reading, min_confidence: float, json_out: bool) -> s
         }
         for d in reading.digits
     ]
-    return json.dumps({"input": name, "number": text, "digits": digits})
+    return {"number": reading.text(min_confidence), "digits": digits}
 
 
 def with_parity(result) -> dict:

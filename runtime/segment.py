@@ -52,7 +52,9 @@ class Box:
 
 
 @dataclass
-class _Digit:
+class Mark:
+    """A digit (or touching digits) in the analysis picture: its box and its strokes."""
+
     top: int
     left: int
     bottom: int  # inclusive
@@ -67,7 +69,7 @@ class _Digit:
     def height(self) -> int:
         return self.bottom - self.top + 1
 
-    def take(self, other: _Digit) -> None:
+    def take(self, other: Mark) -> None:
         self.top, self.left = min(self.top, other.top), min(self.left, other.left)
         self.bottom, self.right = max(self.bottom, other.bottom), max(self.right, other.right)
         self.strokes += other.strokes
@@ -80,7 +82,7 @@ class Line:
     ink: np.ndarray
     labels: np.ndarray  # strokes, 1..n
     factor: int  # the analysis picture is this many times smaller than the input
-    digits: list[_Digit]
+    digits: list[Mark]
     height: float  # the line's height, analysis pixels
 
 
@@ -100,7 +102,7 @@ def find_line(gray: np.ndarray) -> Line:
     return Line(ink, labels, factor, digits, height)
 
 
-def readings(line: Line, d: _Digit) -> list[list[_Digit]]:
+def readings(line: Line, d: Mark) -> list[list[Mark]]:
     """The ways mark `d` may be read: whole, unless far wider than any one digit is, and for a
     mark wider than a digit usually is, cut into 2, 3... pieces, up to what its width holds.
     Widths are judged against the line's height (a small digit is not a narrow one)."""
@@ -113,12 +115,12 @@ def readings(line: Line, d: _Digit) -> list[list[_Digit]]:
     return whole + [_cut(d, own, pieces) for pieces in range(2, most + 1)]
 
 
-def digits_in(line: Line, d: _Digit) -> float:
+def digits_in(line: Line, d: Mark) -> float:
     """How many digits mark `d`'s width suggests, from a digit's usual width for its height."""
     return d.width / (DIGIT_ASPECT * max(d.height, line.height))
 
 
-def images(line: Line, digits: list[_Digit]) -> tuple[np.ndarray, list[Box]]:
+def images(line: Line, digits: list[Mark]) -> tuple[np.ndarray, list[Box]]:
     """Each digit as MNIST's uint8 28x28, and its box in the input's pixels."""
     out, boxes = [], []
     for d in digits:
@@ -131,16 +133,16 @@ def images(line: Line, digits: list[_Digit]) -> tuple[np.ndarray, list[Box]]:
     return np.stack(out), boxes
 
 
-def _digits(labels: np.ndarray, count: int) -> list[_Digit]:
+def _digits(labels: np.ndarray, count: int) -> list[Mark]:
     area, (tops, lefts, bottoms, rights) = group_stats(labels, count)
     heights, widths = bottoms - tops + 1, rights - lefts + 1
     line = float(np.median(heights[heights >= 0.5 * heights.max()]))
     strokes = [
-        _Digit(int(tops[g]), int(lefts[g]), int(bottoms[g]), int(rights[g]), [g + 1])
+        Mark(int(tops[g]), int(lefts[g]), int(bottoms[g]), int(rights[g]), [g + 1])
         for g in range(count)
         if not (widths[g] > UNDERLINE[0] * line and heights[g] < UNDERLINE[1] * widths[g])
     ]
-    digits: list[_Digit] = []
+    digits: list[Mark] = []
     for s in sorted(strokes, key=lambda s: s.left):
         part = [d for d in digits if _one_digit(d, s, line)]
         if part:
@@ -156,7 +158,7 @@ def _digits(labels: np.ndarray, count: int) -> list[_Digit]:
     return kept, line
 
 
-def _one_digit(d: _Digit, s: _Digit, line: float) -> bool:
+def _one_digit(d: Mark, s: Mark, line: float) -> bool:
     """Whether stroke `s` belongs with digit `d`: close above or below it, or a short stroke
     (a 5's bar, half of a 4) meeting it in x."""
     if max(d.top, s.top) - min(d.bottom, s.bottom) > GAP * line:
@@ -167,7 +169,7 @@ def _one_digit(d: _Digit, s: _Digit, line: float) -> bool:
     return overlap >= -1 and min(d.height, s.height) < PART * line
 
 
-def _one_line(digits: list[_Digit]) -> list[_Digit]:
+def _one_line(digits: list[Mark]) -> list[Mark]:
     """`digits`, unless their rows fall into more than one band (more than one line)."""
     if not digits:
         raise InputError("expected a handwritten number, found only specks")
@@ -181,7 +183,7 @@ def _one_line(digits: list[_Digit]) -> list[_Digit]:
     return digits
 
 
-def _cut(d: _Digit, own: np.ndarray, pieces: int) -> list[_Digit]:
+def _cut(d: Mark, own: np.ndarray, pieces: int) -> list[Mark]:
     """`d` cut into `pieces`, each cut at the thinnest column near the even cut."""
     profile = own.sum(axis=0)
     reach = max(1, round(CUT_WINDOW * d.width / pieces))
@@ -197,7 +199,7 @@ def _cut(d: _Digit, own: np.ndarray, pieces: int) -> list[_Digit]:
         if len(rows) == 0:
             continue
         top, bottom = d.top + int(rows[0]), d.top + int(rows[-1])
-        out.append(_Digit(top, d.left + a, bottom, d.left + b - 1, d.strokes))
+        out.append(Mark(top, d.left + a, bottom, d.left + b - 1, d.strokes))
     return out
 
 

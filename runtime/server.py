@@ -2,6 +2,7 @@
 uvicorn (the serve extra), with the micro-batcher gathering concurrent requests.
 
     POST /v1/predict   body: one image file (PNG, JPEG...) or an .npy array of images
+    POST /v1/read      body: one image file of a handwritten number; what `read --json` says
     GET  /healthz      200 once the model is loaded (no token needed)
     GET  /v1/model     what `mnist-edge info --json` says
     GET  /metrics      Prometheus text: requests, latency and batch-size histograms, queue depth
@@ -46,6 +47,8 @@ from runtime.errors import InputError, MnistEdgeError
 from runtime.images import read_image
 from runtime.info import describe
 from runtime.preprocess import as_images
+from runtime.read import Plan, plan_file
+from runtime.render import reading_dict
 from runtime.session import Classifier
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -93,7 +96,8 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
     )
     latency = Histogram(
         "mnist_edge_request_seconds",
-        "Time from arrival to answer of /v1/predict",
+        "Time from arrival to answer of /v1/predict and /v1/read",
+        ["route"],
         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5),
         registry=registry,
     )
@@ -121,8 +125,8 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
         requests.labels(route, str(code)).inc()
         return JSONResponse(body, code, headers)
 
-    def busy(message: str) -> JSONResponse:
-        return answer("predict", 503, {"error": f"busy: {message}"}, {"Retry-After": "1"})
+    def busy(route: str, message: str) -> JSONResponse:
+        return answer(route, 503, {"error": f"busy: {message}"}, {"Retry-After": "1"})
 
     def guarded(route: str, handler):
         """`handler` behind the bearer token, where one is set."""
@@ -138,7 +142,9 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
 
         return checked
 
-    async def predict(request: Request) -> Response:
+    async def handle(request: Request, route: str, prepare, finish) -> Response:
+        """A POST whose body becomes images for the model: `prepare(body, config, held)` (on
+        a decoder thread) gives (images, context), `finish(context, probs)` the answer."""
         arrived = time.perf_counter()
 
         def left() -> float:
@@ -149,38 +155,48 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
                 body = await asyncio.wait_for(
                     _read_body(request, config.max_body_bytes, held), left()
                 )
-                images = await asyncio.get_running_loop().run_in_executor(
-                    decoder, _images, body, config, held
+                images, context = await asyncio.get_running_loop().run_in_executor(
+                    decoder, prepare, body, config, held
                 )
                 del body
                 future = batcher.submit(images)
             except TimeoutError:
                 return answer(
-                    "predict", 408, {"error": f"expected the body within {config.timeout_s:g} s"}
+                    route, 408, {"error": f"expected the body within {config.timeout_s:g} s"}
                 )
             except ClientDisconnect:  # nobody to answer; no traceback for it either
-                return answer("predict", 400, {"error": "the client went away"})
+                return answer(route, 400, {"error": "the client went away"})
             except _TooLarge as e:
-                return answer("predict", 413, {"error": str(e)})
-            except _OverBudget as e:
-                return busy(str(e))
-            except (Overloaded, Closed) as e:
-                return busy(str(e))
+                return answer(route, 413, {"error": str(e)})
+            except (_OverBudget, Overloaded, Closed) as e:
+                return busy(route, str(e))
             except MnistEdgeError as e:
-                return answer("predict", 400, {"error": str(e)})
+                return answer(route, 400, {"error": str(e)})
             except MemoryError:
-                return busy("not enough memory for this request now")
+                return busy(route, "not enough memory for this request now")
             try:
                 probs = await asyncio.wait_for(asyncio.wrap_future(future), left())
-                probs = clf.finite(probs)
+                result = finish(context, clf.finite(probs))
             except TimeoutError:  # the batcher skips a request whose caller gave up
-                return answer("predict", 504, {"error": f"no answer within {config.timeout_s:g} s"})
+                return answer(route, 504, {"error": f"no answer within {config.timeout_s:g} s"})
             except Closed as e:
-                return busy(str(e))
+                return busy(route, str(e))
             except MnistEdgeError as e:  # the model's own failure (NaN, memory), not the input's
-                return answer("predict", 500, {"error": str(e)})
-        latency.observe(time.perf_counter() - arrived)
-        return answer("predict", 200, {"predictions": [_prediction(p, labels) for p in probs]})
+                return answer(route, 500, {"error": str(e)})
+        latency.labels(route).observe(time.perf_counter() - arrived)
+        return answer(route, 200, result)
+
+    async def predict(request: Request) -> Response:
+        def finish(_, probs: np.ndarray) -> dict:
+            return {"predictions": [_prediction(p, labels) for p in probs]}
+
+        return await handle(request, "predict", _images, finish)
+
+    async def read(request: Request) -> Response:
+        def finish(plan, probs: np.ndarray) -> dict:
+            return reading_dict(plan.choose(probs, labels))
+
+        return await handle(request, "read", _plan, finish)
 
     async def healthz(request: Request) -> Response:
         problem = batcher.unhealthy(stuck_after=config.timeout_s)
@@ -197,6 +213,7 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
 
     routes = [  # every route but /healthz behind the token
         Route("/v1/predict", _one_line_on_failure(guarded("predict", predict)), methods=["POST"]),
+        Route("/v1/read", _one_line_on_failure(guarded("read", read)), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/v1/model", guarded("model", model)),
         Route("/metrics", guarded("metrics", metrics)),
@@ -335,7 +352,7 @@ async def _read_body(request: Request, limit: int, held: _Held) -> bytes:
     return b"".join(chunks)
 
 
-def _images(body: bytes, config: ServerConfig, held: _Held) -> np.ndarray:
+def _images(body: bytes, config: ServerConfig, held: _Held) -> tuple[np.ndarray, None]:
     """An uploaded image file or .npy array -> (n, 28, 28) checked images, with what decoding
     holds taken from the request's budget first (this runs on a decoder thread)."""
     if not body:
@@ -346,7 +363,7 @@ def _images(body: bytes, config: ServerConfig, held: _Held) -> np.ndarray:
             array = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OverflowError, OSError) as e:
             raise InputError(f"request body: cannot read .npy array ({e})") from None
-        return as_images(array, "request body")
+        return as_images(array, "request body"), None
 
     def before_decoding(width: int, height: int) -> None:
         if width * height > config.max_pixels:
@@ -355,7 +372,24 @@ def _images(body: bytes, config: ServerConfig, held: _Held) -> np.ndarray:
             )
         held.take(width * height * DECODED_BYTES_PER_PIXEL)
 
-    return read_image(io.BytesIO(body), "request body", before_decoding)[None]
+    return read_image(io.BytesIO(body), "request body", before_decoding)[None], None
+
+
+def _plan(body: bytes, config: ServerConfig, held: _Held) -> tuple[np.ndarray, Plan]:
+    """An uploaded image of a number -> its reading Plan (on a decoder thread): decoded and
+    cut into candidate digits, what decoding holds taken from the request's budget first."""
+    if not body:
+        raise InputError("request body: expected an image file, found nothing")
+
+    def before_decoding(width: int, height: int) -> None:
+        if width * height > config.max_pixels:
+            raise _TooLarge(
+                f"expected an image of at most {config.max_pixels:,} pixels, found {width}x{height}"
+            )
+        held.take(width * height * DECODED_BYTES_PER_PIXEL)
+
+    plan = plan_file(io.BytesIO(body), "request body", before_decoding)
+    return plan.pictures, plan
 
 
 def _check_npy_header(body: bytes, max_images: int) -> None:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 pytest.importorskip("starlette", reason="needs the serve extra: pip install '.[serve]'")
@@ -151,6 +152,24 @@ def test_bad_requests_get_the_clis_one_line_in_json(tiny_model, body, headers, c
     assert status == code and fragment in answer["error"] and "Traceback" not in answer["error"]
 
 
+NUMBER = ROOT / "examples" / "number.png"
+
+
+def test_read_answers_as_the_cli_reads_and_refuses_as_it_does(server, tiny_model, tmp_path):
+    status, data, _ = server.request("POST", "/v1/read", NUMBER.read_bytes())
+    assert status == 200, data
+    cli = CliRunner().invoke(app, ["read", str(NUMBER), "--model", str(tiny_model), "--json"])
+    expected = json.loads(cli.stdout)
+    del expected["input"]
+    assert json.loads(data) == expected
+    assert len(expected["digits"]) == 5  # the tiny model reads poorly, but finds five digits
+    blank = io.BytesIO()
+    Image.new("L", (300, 100), 255).save(blank, format="PNG")
+    status, data, _ = server.request("POST", "/v1/read", blank.getvalue())
+    assert status == 400 and "no writing" in json.loads(data)["error"]
+    assert server.request("POST", "/v1/read", b"")[0] == 400
+
+
 def test_a_token_guards_every_route_but_healthz(tiny_model):
     s = Server("--model", str(tiny_model), env={"MNIST_EDGE_TOKEN": "s3cret"})
     try:
@@ -158,6 +177,7 @@ def test_a_token_guards_every_route_but_healthz(tiny_model):
         assert s.predict(body)[0] == 401
         assert s.predict(body, {"Authorization": "Bearer wrong"})[0] == 401
         assert s.predict(body, {"Authorization": "Bearer s3cret"})[0] == 200
+        assert s.request("POST", "/v1/read", NUMBER.read_bytes())[0] == 401
         assert s.request("GET", "/metrics")[0] == 401
         assert s.request("GET", "/healthz")[0] == 200
     finally:
