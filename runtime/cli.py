@@ -297,8 +297,7 @@ def _write_annotated(path: Path, reading, min_confidence: float, dest: Path, sev
     from runtime.files import atomic_path, make_parent
     from runtime.read import annotate
 
-    if several:
-        dest.mkdir(parents=True, exist_ok=True)
+    if several:  # a folder: made by make_parent, which says in one line why it cannot be
         dest = dest / f"{path.stem}.read.png"
     if dest.exists() and dest.resolve() == path.resolve():
         raise InputError(f"--annotate: {dest} is the image being read; name another file")

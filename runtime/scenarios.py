@@ -331,7 +331,8 @@ def _npy_bytes(image: np.ndarray) -> bytes:
 
 def search_peak(holds_at: Callable[[float], bool], start: float) -> float:
     """The highest rate at which `holds_at` is true: double from `start` until it fails, then
-    bisect to within 5%, in at most MAX_PEAK_TRIALS trials."""
+    bisect to within 5%, in at most MAX_PEAK_TRIALS trials (a start more than about 2^8 below
+    the peak leaves the bisection short: the rate returned has held, but may be further off)."""
     low, high, qps = 0.0, None, start
     for _ in range(MAX_PEAK_TRIALS):
         if holds_at(qps):

@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime import Classifier
-from runtime.cpu import int8_exact
 from runtime.evaluate import evaluate
 from runtime.images import load_image
 from runtime.mnist import load_split
@@ -22,12 +21,15 @@ DIGITS = sorted((ROOT / "examples" / "digits").glob("*.png"))
 pytestmark = pytest.mark.mnist
 
 
-def test_default_model_is_the_shipped_edge_cnn_int8_where_the_cpu_allows(monkeypatch):
-    expected = "mnist_edge.int8.onnx" if int8_exact() else "mnist_edge.onnx"
-    assert default_model_path().name == expected
-    assert Classifier().metadata["arch"] == "edge"
-    monkeypatch.setattr("runtime.models.int8_exact", lambda: False)
-    assert default_model_path().name == "mnist_edge.onnx"
+@pytest.mark.parametrize(
+    ("exact", "name"), [(True, "mnist_edge.int8.onnx"), (False, "mnist_edge.onnx")]
+)
+def test_default_model_is_the_shipped_edge_cnn_int8_where_the_cpu_allows(monkeypatch, exact, name):
+    monkeypatch.setattr("runtime.models.int8_exact", lambda: exact)
+    assert default_model_path().name == name
+    with Classifier() as clf:
+        assert clf.metadata["arch"] == "edge"
+        assert clf.contract.int8 is exact
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
 """The device commands through typer's runner: output, JSON contracts and failure paths."""
 
+import csv
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from PIL import Image
@@ -22,8 +24,8 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0
+def assert_one_line_error(result, *fragments, code: int = 2):
+    assert result.exit_code == code, (result.exit_code, result.output)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
@@ -315,3 +317,41 @@ def test_a_bare_call_prints_the_help_without_an_error_prefix():
     assert result.exit_code == 2
     assert result.stderr.startswith("Usage: ")  # the runner names the program "root"
     assert "predict" in result.stderr and "error:" not in result.stderr
+
+
+def test_bench_csv_holds_the_rows_the_json_reports(tiny_model, tmp_path):
+    out = tmp_path / "bench.csv"
+    args = ["bench", "--model", tiny_model, "--runs", "30", "--warmup", "0"]
+    result = run(*args, "--batch-sizes", "1,4", "--threads", "1", "--csv", out, "--json")
+    assert result.exit_code == 0, result.output
+    reported = json.loads(result.stdout)["results"]
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["batch_size"]), int(r["runs"])) for r in rows] == [(1, 30), (4, 30)]
+    for row, case in zip(rows, reported, strict=True):
+        for key in ("batch_size", "threads", "runs"):
+            assert int(row[key]) == case[key]
+        for key, value in case["percentiles_us"].items():
+            assert float(row[key]) == pytest.approx(value)
+
+
+def test_bench_profile_writes_onnxruntimes_trace_and_lists_the_models_ops(tiny_model, tmp_path):
+    out = tmp_path / "profile.json"
+    args = ["bench", "--model", tiny_model, "--runs", "5", "--batch-sizes", "2", "--threads", "1"]
+    result = run(*args, "--profile", out, "--json")
+    assert result.exit_code == 0, result.output
+    trace = json.loads(out.read_text())
+    nodes = {e["name"] for e in trace if e.get("cat") == "Node"}
+    ops = json.loads(result.stdout)["profile"]["ops"]
+    assert ops and nodes
+    kinds = {n.op_type for n in onnx.load(tiny_model).graph.node}
+    assert {o["op"] for o in ops} <= kinds | {"MemcpyToHost", "MemcpyFromHost"}, ops
+
+
+def test_serve_beyond_loopback_without_a_token_warns_before_it_listens(tiny_model):
+    # 192.0.2.1 is a documentation address no machine holds: the bind fails, nothing listens
+    result = run("serve", "--model", tiny_model, "--host", "192.0.2.1", "--port", "0")
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2
+    assert lines[0].startswith("warning: --host 192.0.2.1: listening beyond loopback with no")
+    assert lines[1].startswith("error: --port 0: cannot listen on 192.0.2.1:0")

@@ -53,16 +53,26 @@ def test_the_cpu_is_named_on_arm_as_on_x86(monkeypatch, lines, board, name):
     assert cpu.cpu_name() == name
 
 
-def test_info_says_why_the_default_model_was_chosen(monkeypatch):
+@pytest.mark.parametrize(
+    ("machine", "flags", "model", "reason"),
+    [
+        ("x86_64", "fpu avx2 avx512_vnni", "mnist_edge.int8.onnx", "x86 with avx512_vnni"),
+        ("x86_64", "fpu avx2", "mnist_edge.int8.onnx", "x86 with AVX2, without VNNI"),
+        ("x86_64", "fpu sse4_2", "mnist_edge.onnx", "x86 without AVX2"),
+        ("aarch64", "fp asimd", "mnist_edge.int8.onnx", "64-bit ARM"),
+        ("riscv64", "v", "mnist_edge.onnx", "riscv64: no evidence"),
+    ],
+)
+def test_info_says_which_model_is_the_default_and_why(monkeypatch, machine, flags, model, reason):
     from typer.testing import CliRunner
 
     from runtime.cli import app
 
     monkeypatch.delenv("MNIST_EDGE_MODEL", raising=False)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: [f"flags\t: {flags}"])
     out = CliRunner().invoke(app, ["info", "--json"])
     assert out.exit_code == 0, out.output
-    exact, reason = cpu.int8_choice()
-    assert reason in json.loads(out.stdout)["chosen"]
-    assert json.loads(out.stdout)["path"].endswith(
-        "mnist_edge.int8.onnx" if exact else "mnist_edge.onnx"
-    )
+    info = json.loads(out.stdout)
+    assert info["path"].endswith(f"/{model}")
+    assert reason in info["chosen"]

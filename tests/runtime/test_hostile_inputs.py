@@ -281,6 +281,22 @@ def test_counts_and_durations_have_upper_bounds(args):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "option, past, limit",
+    [
+        ("--duration", "3600.5", "<=3600"),
+        ("--runs", "10000001", "<=10000000"),
+        ("--warmup", "600.5", "<=600"),
+        ("--threads", "65", "from 1 to 64"),
+    ],
+)
+def test_bench_refuses_one_past_each_stated_limit_naming_it(option, past, limit):
+    result = runner.invoke(app, ["bench", option, past])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert option in line and limit in line, line
+
+
 def test_labels_header_declaring_billions_is_refused_before_reading(mnist_folder, tiny_model):
     labels = mnist_folder / "t10k-labels-idx1-ubyte.gz"
     header = bytes([0, 0, 8, 1]) + struct.pack(">I", 4_000_000_000)

@@ -1,6 +1,7 @@
 import gzip
 import hashlib
 import http.server
+import struct
 import threading
 from pathlib import Path
 
@@ -229,3 +230,13 @@ def test_streamed_split_matches_the_loaded_split(mnist_folder, tmp_path):
     assert (source, count) == (mnist_folder, 20)
     np.testing.assert_array_equal(np.concatenate(images), whole.images)
     np.testing.assert_array_equal(np.concatenate(labels), whole.labels)
+
+
+def test_a_gzip_idx_header_claiming_more_than_deflate_can_hold_is_refused_unread(tmp_path):
+    # 10 million 28x28 images (7.8 GB) in a file of a few dozen bytes: DEFLATE expands at most
+    # 1032 to 1, so the header is refused from the file's size, before anything is inflated.
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(struct.pack(">4B3I", 0, 0, 8, 3, 10_000_000, 28, 28)))
+    with pytest.raises(DataError, match=r"gzip file expands to at most [\d,]+") as e:
+        read_idx(path)
+    assert f"{path.stat().st_size * 1032:,}" in str(e.value)

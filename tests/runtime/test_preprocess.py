@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from runtime.errors import InputError, InputWarning
-from runtime.images import load_image
+from runtime.images import decode, load_image
 from runtime.ink import mnist_style
 from runtime.mnist import load_split
 from runtime.preprocess import as_batch
@@ -175,3 +175,21 @@ def test_float_pixels_in_0_255_are_divided_by_255_with_a_warning():
 
 def test_empty_batch_is_accepted():
     assert as_batch(np.zeros((0, 28, 28), np.uint8)).shape == (0, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "size, fmt, shape",
+    [
+        ((3000, 2000), "PNG", (667, 1000)),  # reduced by 3: ceil(3000 / 1024)
+        ((4000, 3000), "JPEG", (750, 1000)),  # decoded at 1/2 (JPEG draft), then reduced by 2
+        ((1024, 700), "PNG", (700, 1024)),  # at the limit: as it is
+    ],
+)
+def test_large_images_are_decoded_reduced_to_at_most_1024_pixels_a_side(tmp_path, size, fmt, shape):
+    path = tmp_path / f"big.{fmt.lower()}"
+    img = Image.new("L", size, 255)
+    ImageDraw.Draw(img).line(
+        [(size[0] // 3, size[1] // 4), (size[0] // 2, size[1] * 3 // 4)], 0, 40
+    )
+    img.save(path, fmt)
+    assert decode(path, str(path)).shape == shape

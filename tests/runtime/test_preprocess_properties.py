@@ -41,3 +41,18 @@ def test_as_batch_accepts_into_the_contract_or_raises_input_error(data, dtype, s
     assert batch.dtype == np.float32
     assert batch.ndim == 3 and batch.shape[1:] == (28, 28)
     assert batch.size == 0 or (batch.min() >= 0 and batch.max() <= 1)
+
+
+ACCEPTED = st.sampled_from(["28x28", "Nx28x28", "Nx28x28x1", "Nx784"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), form=ACCEPTED, n=st.integers(1, 4))
+def test_uint8_images_in_every_accepted_shape_are_taken_as_pixels_over_255(data, form, n):
+    shape = {"28x28": (28, 28), "Nx28x28": (n, 28, 28), "Nx28x28x1": (n, 28, 28, 1),
+             "Nx784": (n, 784)}[form]  # fmt: skip
+    pixels = data.draw(hnp.arrays(np.uint8, shape))
+    batch = as_batch(pixels)
+    expected = pixels.reshape(-1, 28, 28).astype(np.float64) / 255
+    assert batch.shape == expected.shape
+    np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-7)

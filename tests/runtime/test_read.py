@@ -175,3 +175,17 @@ def test_the_example_number_reads_as_it_was_written():
     result = runner.invoke(app, ["read", str(ROOT / "examples" / "number.png")])
     assert result.exit_code == 0, result.output
     assert result.stdout.split("\t")[1] == "40917"
+
+
+def test_annotate_for_several_images_wants_a_folder_and_says_so_in_one_line(tmp_path):
+    number = ROOT / "examples" / "number.png"
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"not a folder")
+    result = runner.invoke(app, ["read", str(number), str(number), "--annotate", str(taken)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(taken) in lines[0], lines
+    folder = tmp_path / "out"
+    result = runner.invoke(app, ["read", str(number), "--annotate", str(folder), str(number)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in folder.iterdir()] == ["number.read.png"]

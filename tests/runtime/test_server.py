@@ -122,6 +122,7 @@ def test_overload_is_shed_with_503_and_retry_after():
 
     try:
         body = npy(np.resize(synthetic_digits(1)[0], (500, 28, 28)))
+        alone = min(timed(None)[3] for _ in range(3))  # one request with nobody else, this run
         with ThreadPoolExecutor(24) as pool:
             answers = list(pool.map(timed, range(24)))
     finally:
@@ -129,7 +130,8 @@ def test_overload_is_shed_with_503_and_retry_after():
     codes = [a[0] for a in answers]
     assert set(codes) == {200, 503} and codes.count(503) >= 12
     accepted = [a[3] for a in answers if a[0] == 200]
-    assert max(accepted) < 0.8, f"accepted requests took up to {max(accepted):.2f} s"
+    # one running and two queued: about 3 requests' time, where an unbounded queue gives 24
+    assert max(accepted) < 8 * alone, f"accepted took up to {max(accepted) / alone:.1f}x alone"
     assert all(a[2].get("retry-after") == "1" for a in answers if a[0] == 503)
 
 
