@@ -355,3 +355,40 @@ def test_serve_beyond_loopback_without_a_token_warns_before_it_listens(tiny_mode
     assert result.exit_code == 2
     assert lines[0].startswith("warning: --host 192.0.2.1: listening beyond loopback with no")
     assert lines[1].startswith("error: --port 0: cannot listen on 192.0.2.1:0")
+
+
+def test_bench_cold_start_is_measured_not_made_up(tiny_model, tmp_path):
+    # A model with 51 MB of weights loads and first runs far slower than the 31 KB tiny one,
+    # side by side in one run: figures that did not come from the clock could not show it.
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(0, 0.01, s).astype(np.float32) for s in ((784, 16384), (16384, 10))]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["image", "flat_shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "W1"], ["hidden"]),
+            helper.make_node("MatMul", ["hidden", "W2"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "big",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        initializer=[
+            numpy_helper.from_array(weights[0], "W1"),
+            numpy_helper.from_array(weights[1], "W2"),
+            numpy_helper.from_array(np.array([-1, 784], np.int64), "flat_shape"),
+        ],
+    )
+    big = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), big)
+
+    def cold(model):
+        args = ["--runs", "5", "--warmup", "0", "--batch-sizes", "1", "--threads", "1", "--json"]
+        result = run("bench", "--model", model, *args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["cold_start"][0]
+
+    small, large = cold(tiny_model), cold(big)
+    assert large["load_ms"] > 3 * small["load_ms"], (small, large)
+    assert large["first_inference_us"] > 3 * small["first_inference_us"], (small, large)

@@ -85,6 +85,35 @@ def test_optimised_variants_load_the_same_way_and_agree_exactly(mlp, tmp_path, f
     assert info["format"] == fmt and "optimised offline" in info["variant"]
 
 
+def test_optimize_refuses_a_variant_that_answers_differently_and_writes_nothing(
+    mlp, tmp_path, monkeypatch
+):
+    # onnxruntime "optimises" into a copy with one class's weights shifted: the gate compares
+    # that copy with the source and must refuse it
+    import train.variants as variants
+
+    source, data = mlp
+    real_session = variants.ort.InferenceSession
+
+    def corrupting(path, opts=None, *args, **kwargs):
+        if opts is None or not opts.optimized_model_filepath:  # every other session
+            return real_session(path, opts, *args, **kwargs)
+        model = onnx.load(path)
+        weights = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+        array = onnx.numpy_helper.to_array(weights).copy()
+        array[:, 3] += 0.5
+        weights.CopyFrom(onnx.numpy_helper.from_array(array, weights.name))
+        onnx.save(model, opts.optimized_model_filepath)
+
+    monkeypatch.setattr(variants.ort, "InferenceSession", corrupting)
+    out = tmp_path / "mlp.opt.onnx"
+    result = _invoke("optimize", source, "--out", out, "--data", data)
+    monkeypatch.setattr(variants.ort, "InferenceSession", real_session)
+    assert result.exit_code == 1, result.output
+    assert "not written, parity failed: top-1 agreement" in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_parity_between_two_onnx_models_fails_on_a_corrupted_weight(mlp, tmp_path):
     source, data = mlp
     ok = _invoke("parity", source, source, "--data", data, "--json")
