@@ -1,6 +1,7 @@
 """The measurements behind issue 15's reasons: per-op batch-1 costs (op_costs.py), per-layer
 INT8 precision (int8_layers.py), two sessions in one process (cohabit.py). No test asserts a
-speed; they pin down what is measured."""
+speed; they pin down what is measured (and that it is measured: times follow the work done in
+the same run)."""
 
 import json
 import subprocess
@@ -69,3 +70,12 @@ def test_cohabit_times_each_model_it_holds(alternate):
     spin = {"spinning": True, "spin_between_runs": False}
     p50 = worker(["fp32", "int8"], batch=4, spin=spin, blocks=2, alternate=alternate)
     assert set(p50) == {"fp32", "int8"} and all(us > 0 for us in p50.values())
+
+
+def test_cohabit_times_are_measured_calls_not_figures():
+    # 256 images a call against one, the same model in the same run: the time must follow the
+    # work (about 100x here), which no made-up figure does
+    spin = {"spinning": True, "spin_between_runs": False}
+    one = worker(["fp32"], batch=1, spin=spin, blocks=2, alternate=False)["fp32"]
+    many = worker(["fp32"], batch=256, spin=spin, blocks=2, alternate=False)["fp32"]
+    assert many > 10 * one, (one, many)

@@ -383,11 +383,14 @@ def test_bench_cold_start_is_measured_not_made_up(tiny_model, tmp_path):
     big = tmp_path / "big.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), big)
 
-    def cold(model):
+    def cold(model):  # the quickest of three cold starts: one slow start is the machine's
         args = ["--runs", "5", "--warmup", "0", "--batch-sizes", "1", "--threads", "1", "--json"]
-        result = run("bench", "--model", model, *args)
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)["cold_start"][0]
+        starts = []
+        for _ in range(3):
+            result = run("bench", "--model", model, *args)
+            assert result.exit_code == 0, result.output
+            starts.append(json.loads(result.stdout)["cold_start"][0])
+        return {key: min(s[key] for s in starts) for key in ("load_ms", "first_inference_us")}
 
     small, large = cold(tiny_model), cold(big)
     assert large["load_ms"] > 3 * small["load_ms"], (small, large)
