@@ -365,6 +365,13 @@ def _images(body: bytes, config: ServerConfig, held: _Held) -> tuple[np.ndarray,
             raise InputError(f"request body: cannot read .npy array ({e})") from None
         return as_images(array, "request body"), None
 
+    return read_image(io.BytesIO(body), "request body", _size_check(config, held))[None], None
+
+
+def _size_check(config: ServerConfig, held: _Held):
+    """What an upload's header must pass before decoding: at most `max_pixels`, and the bytes
+    decoding will hold taken from the request's budget."""
+
     def before_decoding(width: int, height: int) -> None:
         if width * height > config.max_pixels:
             raise _TooLarge(
@@ -372,7 +379,7 @@ def _images(body: bytes, config: ServerConfig, held: _Held) -> tuple[np.ndarray,
             )
         held.take(width * height * DECODED_BYTES_PER_PIXEL)
 
-    return read_image(io.BytesIO(body), "request body", before_decoding)[None], None
+    return before_decoding
 
 
 def _plan(body: bytes, config: ServerConfig, held: _Held) -> tuple[np.ndarray, Plan]:
@@ -381,14 +388,7 @@ def _plan(body: bytes, config: ServerConfig, held: _Held) -> tuple[np.ndarray, P
     if not body:
         raise InputError("request body: expected an image file, found nothing")
 
-    def before_decoding(width: int, height: int) -> None:
-        if width * height > config.max_pixels:
-            raise _TooLarge(
-                f"expected an image of at most {config.max_pixels:,} pixels, found {width}x{height}"
-            )
-        held.take(width * height * DECODED_BYTES_PER_PIXEL)
-
-    plan = plan_file(io.BytesIO(body), "request body", before_decoding)
+    plan = plan_file(io.BytesIO(body), "request body", _size_check(config, held))
     return plan.pictures, plan
 
 
