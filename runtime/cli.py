@@ -49,6 +49,7 @@ from runtime.options import (
 from runtime.render import (
     bench_lines,
     info_lines,
+    prediction_header,
     prediction_line,
     profile_lines,
     reading_line,
@@ -104,6 +105,35 @@ app = typer.Typer(
     context_settings={"max_content_width": 120},  # wide terminals get whole command summaries
 )
 DEVICE = "Device (runtime only)"
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def of(package: str) -> str:
+            try:
+                return version(package)
+            except PackageNotFoundError:
+                return "not installed"
+
+        typer.echo(
+            f"mnist-edge {of('mnist-edge')} (onnxruntime {of('onnxruntime')}, "
+            f"Python {sys.version.split()[0]})"
+        )
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Train an MNIST digit model, export it to ONNX, and run and benchmark it on a device."""
 
 
 def classifier(model: Path | None, settings=None, overrides=None, **kw):
@@ -206,12 +236,18 @@ def predict(
 
     clf = classifier(model, settings, overrides, batch_size=batch_size)
     labels = clf.contract.labels
+    if not json_out and _at_terminal():
+        say(prediction_header(top_k))
     for names, images in iter_inputs(inputs, batch_size):  # images: (n, 28, 28), checked
         probs = clf.finite(clf.proba_of_images(images))
         order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         for name, p, best in zip(names, probs, order, strict=True):
             ranked = [(labels[i], float(p[i])) for i in best]
             say(prediction_line(name, ranked, json_out))
+
+
+def _at_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 def _predict_on_ray(inputs, model, overrides, address, timeout, workers, output, json_out) -> None:
@@ -589,11 +625,15 @@ def serve_web(
         int, typer.Option(min=0, max=65535, help="Port on localhost (0: any free port).")
     ] = 8000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    root: Annotated[
+        Path | None,
+        typer.Option(help="The mnist-edge checkout to serve. Default: this one, or the one here."),
+    ] = None,
 ):
     """Serve the draw-a-digit page (web/, onnxruntime-web) until Ctrl-C."""
     from runtime.webpage import make_server
 
-    server = make_server(host, port)
+    server = make_server(host, port, root)
     bound_host, bound_port = server.server_address[:2]
     say(f"serving the draw-a-digit page at http://{bound_host}:{bound_port}/web/ (Ctrl-C stops)")
     with server:
@@ -619,12 +659,7 @@ def invoked_only(app: typer.Typer, first: list[str]) -> typer.Typer:
         return app
     one = copy.copy(app)
     one.registered_commands = [by_name[first[0]]]
-    one.callback()(_nothing)  # a group still: a lone command would take the command's name as input
-    return one
-
-
-def _nothing() -> None:
-    pass
+    return one  # a group still (the callback above): a lone command would take its name as input
 
 
 if __name__ == "__main__":

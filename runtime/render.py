@@ -27,11 +27,17 @@ def printable(name: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
+def prediction_header(top_k: int) -> str:
+    """The column names above prediction lines, for a person at a terminal (none when piped)."""
+    return "input\tlabel\tconfidence" + ("\trunners-up" if top_k > 1 else "")
+
+
 def prediction_line(name: str, ranked: list[tuple[str, float]], json_out: bool) -> str:
-    """One input's answer: `name<TAB>label<TAB>confidence<TAB>alternatives`, or a JSON object."""
+    """One input's answer: `name<TAB>label<TAB>confidence<TAB>alternatives`, or a JSON object.
+    Runners-up keep two significant digits, so a small one still says something (9:3.1e-05)."""
     (label, confidence), rest = ranked[0], ranked[1:]
     if not json_out:
-        alternatives = "  ".join(f"{lab}:{q:.4f}" for lab, q in rest)
+        alternatives = "  ".join(f"{lab}:{q:.2g}" for lab, q in rest)
         return f"{printable(name)}\t{label}\t{confidence:.4f}\t{alternatives}".rstrip()
     row = {"input": name, "label": label, "confidence": round(confidence, 6)}
     if rest:
@@ -139,11 +145,13 @@ def scenario_lines(report) -> list[str]:
         else f"Poisson arrivals at {s['qps']:g} qps",
         "offline": f"{s['offline_images']} images at once",
     }[report.scenario]
-    batching = (
-        f"micro-batcher (max batch {s['max_batch']}, max delay {s['max_delay_us']:g} us)"
-        if s["batching"]
-        else f"{s['workers']} worker threads, no batching"
-    )
+    if not s["batching"]:
+        batching = f"{s['workers']} worker threads, no batching"
+    elif s["max_batch"] is None:  # a server that does not say
+        batching = "the server's micro-batcher (its settings unknown)"
+    else:
+        whose = "the server's micro-batcher" if s.get("url") else "micro-batcher"
+        batching = f"{whose} (max batch {s['max_batch']}, max delay {s['max_delay_us']:g} us)"
     lines = [f"model {s['model']}", f"{report.scenario}: {head}; {batching}"]
     if report.scenario in ("single-stream", "offline"):
         lines[-1] = f"{report.scenario}: {head}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import io
 import itertools
+import json
 import re
 import threading
 import time
@@ -139,6 +140,13 @@ def run_scenario(
     settings = {k: v for k, v in asdict(config).items() if k != "percentiles"}
     settings["percentiles"] = list(config.percentiles)
     settings["model"] = config.url if config.url else str(clf.path)
+    if config.url:  # the batcher is the server's: report its settings, not this side's defaults
+        served = served_settings(config.url, config.token)
+        settings |= {
+            "batching": True,
+            "max_batch": served.get("max_batch"),
+            "max_delay_us": served.get("max_delay_us"),
+        }
     settings.pop("token")  # never in a report
     return ScenarioReport(config.scenario, settings, results, peak, process_usage())
 
@@ -267,6 +275,20 @@ def _open_loop(clf, images, config, multi: bool) -> ScenarioResult:
         config,
         late=n - int(ok.sum()) - int(refused.sum()),
     )
+
+
+def served_settings(url: str, token: str | None) -> dict:
+    """The server's own settings, from its /v1/model ({} from a server that does not say)."""
+    caller = HttpCaller(url, token, 1, np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
+    try:
+        status, body = caller._request("GET", "/v1/model", None)
+    finally:
+        caller.close()
+    try:
+        served = json.loads(body).get("serving", {}) if status == 200 else {}
+    except (ValueError, AttributeError):
+        served = {}
+    return served if isinstance(served, dict) else {}
 
 
 class HttpCaller:

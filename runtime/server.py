@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from prometheus_client import (
@@ -118,7 +118,8 @@ def create_app(clf: Classifier, config: ServerConfig) -> Starlette:
         "mnist_edge_inflight_bytes", "Bytes held by requests in progress", registry=registry
     ).set_function(budget.used)
     decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="mnist-edge-decode")
-    model_info = describe(clf).to_dict()
+    served = {k: v for k, v in asdict(config).items() if k != "token"}
+    model_info = describe(clf).to_dict() | {"serving": served}  # `bench --url` reports these
     labels = clf.contract.labels
 
     def answer(route: str, code: int, body: dict, headers: dict | None = None) -> JSONResponse:

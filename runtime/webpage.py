@@ -1,5 +1,9 @@
 """Serve the draw-a-digit page (web/) and the exported models from a checkout, on localhost.
 
+The page and its npm packages live in a git checkout, not in the wheel (onnxruntime-web alone is
+tens of MB): an editable install finds its own checkout, any other install finds the checkout it
+is run from (the working folder or one above it), or the one `--root` names.
+
 The page loads onnxruntime-web as ES modules and WASM, which browsers accept only with the
 right content types; Python's own table lacks .mjs and .onnx, hence this small server.
 """
@@ -15,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from runtime.errors import InputError
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 SERVED = ("/web/", "/exported/")  # the rest of the checkout (.venv, .git) stays private
 TYPES = {
     ".js": "text/javascript",
@@ -52,12 +56,23 @@ def _served(url_path: str) -> bool:
     return (path + "/").startswith(SERVED)
 
 
-def check_checkout(root: Path = CHECKOUT) -> None:
+def find_checkout(start: Path | None = None) -> Path:
+    """The checkout to serve: the package's own (an editable install), else `start` (the
+    working folder) or the nearest folder above it that holds web/index.html. Where none does,
+    the package's, so that check_checkout says what is missing there."""
+    here = Path.cwd() if start is None else start
+    for root in (PACKAGE_PARENT, here, *here.resolve().parents):
+        if (root / "web" / "index.html").is_file():
+            return root
+    return PACKAGE_PARENT
+
+
+def check_checkout(root: Path) -> None:
     """The page needs web/ and its npm packages, which exist only in a checkout."""
     if not (root / "web" / "index.html").is_file():
         raise InputError(
             f"{root / 'web'}: expected the draw-a-digit page of an mnist-edge checkout, "
-            "found none (serve-web runs from a git checkout, not from an installed wheel)"
+            "found none (run serve-web inside a git checkout of mnist-edge, or pass --root)"
         )
     if not (root / "web" / "node_modules" / "onnxruntime-web").is_dir():
         raise InputError(
@@ -66,8 +81,10 @@ def check_checkout(root: Path = CHECKOUT) -> None:
         )
 
 
-def make_server(host: str, port: int, root: Path = CHECKOUT) -> ThreadingHTTPServer:
-    """A server for the page; port 0 picks a free one (see server.server_address)."""
+def make_server(host: str, port: int, root: Path | None = None) -> ThreadingHTTPServer:
+    """A server for the page of `root` (default: find_checkout()); port 0 picks a free one (see
+    server.server_address)."""
+    root = find_checkout() if root is None else root
     check_checkout(root)
     try:
         return ThreadingHTTPServer((host, port), partial(PageHandler, directory=str(root)))

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 import venv
 import zipfile
 from pathlib import Path
@@ -87,3 +88,26 @@ def test_device_commands_work_from_any_folder_on_the_shipped_model(device, tmp_p
 
     train = _run(cli, "train", cwd=tmp_path)
     assert train.returncode != 0 and "pip install 'mnist-edge[train]'" in train.stderr
+
+
+def test_serve_web_finds_the_checkout_it_is_run_in_from_a_wheel_install(device, tmp_path):
+    checkout = tmp_path / "mnist-edge"
+    (checkout / "web" / "node_modules" / "onnxruntime-web").mkdir(parents=True)
+    (checkout / "web" / "index.html").write_text("<!doctype html><title>draw a digit</title>")
+    (checkout / "examples").mkdir()
+    server = subprocess.Popen(
+        [str(device / "mnist-edge"), "serve-web", "--port", "0"],
+        cwd=checkout / "examples",  # below the checkout's top, as a user might be
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        assert "serving the draw-a-digit page at http://127.0.0.1:" in line, server.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert b"draw a digit" in page.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Classify MNIST IDX files or PNG images with onnxruntime-node: the Node.js twin of
-// `mnist-edge predict`. Usage: node web/classify.js [--model FILE] [--limit N] [--json] INPUT...
+// `mnist-edge predict`, printing what it prints (plus each image's probabilities in --json).
+// Usage: node web/classify.js [--model FILE] [--limit N] [--json] INPUT...
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,7 +24,7 @@ Classifies MNIST IDX image files (.gz or raw) and PNG images with an mnist-edge 
   --model FILE   ONNX model (default: exported/mnist_cnn.onnx)
   --limit N      classify at most N images of each IDX file
   --threads N    intra-op threads (default: onnxruntime's choice)
-  --json         one JSON object per image: input, index, label, probabilities`;
+  --json         one JSON object per image: input, label, confidence, probabilities`;
 
 class UsageError extends Error {}
 
@@ -126,22 +127,26 @@ async function main(argv) {
 
   for (const file of positionals) {
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) fail(`${file}: no such file`);
-    const { pixels, n } = isPng(file) ? { pixels: readPng(file), n: 1 } : readIdxImages(file, limit);
+    const png = isPng(file);
+    const { pixels, n } = png ? { pixels: readPng(file), n: 1 } : readIdxImages(file, limit);
     for (let start = 0; start < n; start += BATCH) {
       const count = Math.min(BATCH, n - start);
       const batch = pixels.subarray(start * SIZE * SIZE, (start + count) * SIZE * SIZE);
       const rows = await classify(ort, session, contract, batch, count);
-      rows.forEach((row, i) => report(file, start + i, row, values.json));
+      const name = (i) => (png ? file : `${file}[${start + i}]`);
+      rows.forEach((row, i) => report(name(i), row, values.json));
     }
   }
 }
 
-function report(file, index, row, json) {
+/** One line as `mnist-edge predict` prints it: name, label, confidence (4 decimals). */
+function report(name, row, json) {
   const label = argmax(row);
   if (json) {
-    console.log(JSON.stringify({ input: file, index, label, probabilities: Array.from(row) }));
+    const confidence = Math.round(row[label] * 1e6) / 1e6;
+    console.log(JSON.stringify({ input: name, label: String(label), confidence, probabilities: Array.from(row) }));
   } else {
-    console.log(`${file}[${index}]\t${label}\t${(100 * row[label]).toFixed(2)}%`);
+    console.log(`${name}\t${label}\t${row[label].toFixed(4)}`);
   }
 }
 

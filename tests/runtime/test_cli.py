@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -18,6 +19,7 @@ from runtime.options import parse_counts
 from tests.conftest import synthetic_digits, write_idx
 
 runner = CliRunner()
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "digits"
 
 
 def run(*args):
@@ -395,3 +397,41 @@ def test_bench_cold_start_is_measured_not_made_up(tiny_model, tmp_path):
     small, large = cold(tiny_model), cold(big)
     assert large["load_ms"] > 3 * small["load_ms"], (small, large)
     assert large["first_inference_us"] > 3 * small["first_inference_us"], (small, large)
+
+
+def test_predict_text_runners_up_keep_two_significant_digits():
+    digits = sorted(EXAMPLES.glob("*.png"))  # the default model is sure of them: tiny runners-up
+    as_text = run("predict", *digits, "--top-k", "3")
+    as_json = run("predict", *digits, "--top-k", "3", "--json")
+    assert as_text.exit_code == as_json.exit_code == 0
+    for line, row in zip(as_text.stdout.splitlines(), as_json.stdout.splitlines(), strict=True):
+        runners_up = line.split("\t")[3].split("  ")
+        expected = json.loads(row)["top_k"][1:]
+        assert len(runners_up) == len(expected) == 2
+        for shown, truth in zip(runners_up, expected, strict=True):
+            label, probability = shown.split(":")
+            assert label == truth["label"]
+            assert float(probability) == pytest.approx(truth["probability"], rel=0.06, abs=1e-6)
+            assert float(probability) > 0 or truth["probability"] == 0
+
+
+def test_predict_prints_a_header_at_a_terminal_and_none_when_piped(tiny_model, inputs, monkeypatch):
+    piped = run("predict", inputs["png"], "--model", tiny_model)
+    assert piped.stdout.count("\n") == 1 and not piped.stdout.startswith("input")
+    monkeypatch.setattr("runtime.cli._at_terminal", lambda: True)
+    at_terminal = run("predict", inputs["png"], "--model", tiny_model, "--top-k", "2")
+    assert at_terminal.stdout.splitlines()[0].split("\t") == [
+        "input", "label", "confidence", "runners-up"
+    ]  # fmt: skip
+    assert len(at_terminal.stdout.splitlines()) == 2
+
+
+def test_version_names_the_package_and_onnxruntime():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert result.stdout == (
+        f"mnist-edge {version('mnist-edge')} (onnxruntime {ort.__version__}, "
+        f"Python {__import__('platform').python_version()})\n"
+    )

@@ -215,6 +215,22 @@ def test_bench_drives_the_server_over_http(server, monkeypatch):
     assert row["queries"] > 50 and row["overloaded"] == 0 and row["mean_batch"] >= 1
 
 
+def test_bench_reports_the_servers_batcher_settings_not_its_own_defaults(tiny_model, monkeypatch):
+    s = Server("--model", str(tiny_model), "--max-batch", "7", "--max-delay-us", "1234")
+    try:
+        url = f"http://127.0.0.1:{s.port}"
+        args = ["bench", "--scenario", "server", "--qps", "100", "--duration", "0.3", "--url", url]
+        monkeypatch.setenv("MNIST_EDGE_MODEL", "/nonexistent.onnx")
+        as_json = CliRunner().invoke(app, [*args, "--json"])
+        as_text = CliRunner().invoke(app, args)
+    finally:
+        s.stop()
+    assert as_json.exit_code == as_text.exit_code == 0, as_json.output + as_text.output
+    settings = json.loads(as_json.stdout)["settings"]
+    assert (settings["max_batch"], settings["max_delay_us"]) == (7, 1234)
+    assert "the server's micro-batcher (max batch 7, max delay 1234 us)" in as_text.stdout
+
+
 def test_a_busy_port_is_one_line(server, tiny_model):
     result = CliRunner().invoke(
         app, ["serve", "--model", str(tiny_model), "--port", str(server.port)]

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from runtime.images import load_image
 from runtime.mnist import load_split
 from runtime.session import Classifier
-from tests.conftest import ROOT, write_idx
+from tests.conftest import ROOT, synthetic_digits, write_idx
 from tests.web.conftest import run_node
 
 EXAMPLES = sorted((ROOT / "examples" / "digits").glob("*.png"))
@@ -36,8 +36,8 @@ def test_node_agrees_with_python_on_1000_mnist_test_images(node, real_mnist, mod
 
     found = np.array([row["probabilities"] for row in rows])
     assert found.shape == (PARITY_IMAGES, 10)
-    assert [row["index"] for row in rows] == list(range(PARITY_IMAGES))
-    np.testing.assert_array_equal([row["label"] for row in rows], expected.argmax(1))
+    assert [row["input"] for row in rows] == [f"{images_file}[{i}]" for i in range(PARITY_IMAGES)]
+    np.testing.assert_array_equal([int(row["label"]) for row in rows], expected.argmax(1))
     assert np.abs(found - expected).max() < PROBABILITY_TOLERANCE
 
 
@@ -104,7 +104,26 @@ def test_node_finds_the_digit_in_photos_as_python_does(node, tmp_path):
 
 def test_node_reads_the_drawn_example_digits(node):
     rows = node_rows(node, *map(str, EXAMPLES))
-    assert [row["label"] for row in rows] == [int(f.stem) for f in EXAMPLES]
+    assert [row["label"] for row in rows] == [f.stem for f in EXAMPLES]
+
+
+def test_node_prints_what_the_cli_prints(node, tmp_path):
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    model = str(ROOT / "exported" / "mnist_cnn.onnx")
+    idx = write_idx(tmp_path / "few-idx3-ubyte", synthetic_digits(5)[0])
+    inputs = [*map(str, EXAMPLES), str(idx)]
+    node_text = run_node(node, "web/classify.js", "--model", model, *inputs)
+    cli_text = CliRunner().invoke(app, ["predict", "--model", model, *inputs])
+    assert node_text.returncode == cli_text.exit_code == 0, node_text.stderr
+    assert node_text.stdout == cli_text.stdout
+    node_json = node_rows(node, "--model", model, *inputs)
+    cli_json = CliRunner().invoke(app, ["predict", "--model", model, "--json", *inputs])
+    for ours, theirs in zip(node_json, map(json.loads, cli_json.stdout.splitlines()), strict=True):
+        assert (ours["input"], ours["label"]) == (theirs["input"], theirs["label"])
+        assert ours["confidence"] == pytest.approx(theirs["confidence"], abs=1e-4)
 
 
 @pytest.mark.parametrize(

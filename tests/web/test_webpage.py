@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from runtime import webpage
 from runtime.errors import InputError
 from runtime.webpage import _served, check_checkout, make_server
 
@@ -71,3 +72,15 @@ def test_serve_web_refuses_a_port_in_use_in_one_line(checkout):
             make_server("127.0.0.1", port, checkout)
     finally:
         first.server_close()
+
+
+def test_serve_web_finds_the_checkout_from_the_working_folder_or_above(checkout, monkeypatch):
+    monkeypatch.setattr(webpage, "PACKAGE_PARENT", checkout / "elsewhere")  # a wheel install
+    (checkout / "examples" / "deep").mkdir(parents=True)
+    assert webpage.find_checkout(checkout / "examples" / "deep") == checkout
+    assert webpage.find_checkout(checkout) == checkout
+
+
+def test_serve_web_prefers_its_own_checkout_when_installed_editable(checkout, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    assert webpage.find_checkout(elsewhere) == webpage.PACKAGE_PARENT
