@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from photos import CONDITIONS, photograph  # noqa: E402
 
 from runtime.errors import DataError, InputError  # noqa: E402
+from runtime.evaluate import Tally  # noqa: E402
 from runtime.images import load_image  # noqa: E402
 from runtime.ink import fit, mnist_style, plain_ink  # noqa: E402
 from runtime.mnist import load_split  # noqa: E402
@@ -208,17 +210,28 @@ def write_examples(folder: Path, photos: dict, predicted: dict) -> list[Path]:
     return written
 
 
-def predict(model: Path, images: np.ndarray) -> np.ndarray:
+def probabilities(model: Path, images: np.ndarray) -> np.ndarray:
     if model.suffix == ".keras":
         import keras
 
         from runtime.preprocess import as_nhwc
 
-        return keras.models.load_model(model).predict(as_nhwc(images), verbose=0).argmax(1)
+        return keras.models.load_model(model).predict(as_nhwc(images), verbose=0)
     from runtime.session import Classifier
 
     with Classifier(model) as clf:
-        return clf.predict(images)
+        return clf.predict_proba(images)
+
+
+def predict(model: Path, images: np.ndarray) -> np.ndarray:
+    return probabilities(model, images).argmax(1)
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Expected calibration error and the threshold table, as `evaluate` gives them on MNIST."""
+    tally = Tally()
+    tally.add(probs.max(1), probs.argmax(1) == labels)
+    return {"ece": round(tally.ece(), 4), "thresholds": [asdict(t) for t in tally.thresholds()]}
 
 
 def main() -> int:
@@ -251,7 +264,8 @@ def main() -> int:
         if not path.exists():
             print(f"{model}: not found, skipped", file=sys.stderr)
             continue
-        hit = predict(path, images) == labels
+        probs = probabilities(path, images)
+        hit = probs.argmax(1) == labels
         style = np.array([s.rsplit("/", 1)[-1] for s in sources])
         row = {
             "model": str(model),
@@ -260,9 +274,15 @@ def main() -> int:
             "by_style": {k: round(float(hit[style == k].mean()), 4) for k in STYLES},
             "drawn": f"{int(hit[drawn].sum())}/{int(drawn.sum())}",
             "missed": [s for s, h in zip(sources, hit, strict=True) if not h][:40],
+            **calibration(probs, labels),
         }
         styles = "  ".join(f"{k} {v:.1%}" for k, v in row["by_style"].items())
         print(f"{row['accuracy']:7.2%}  {styles}  drawn {row['drawn']}  {model}")
+        sure = "  ".join(
+            f">={t['confidence']:g}: keeps {t['kept']:.1%}, right {t['accuracy']:.2%}"
+            for t in row["thresholds"]
+        )
+        print(f"         ECE {row['ece']:.4f}  {sure}")
         if photos is not None:
             predicted = {k: predict(path, photos[k]) for k in ("before", "after")}
             row["photos"] = photo_rows(predicted, photos)

@@ -48,6 +48,7 @@ from runtime.options import (
 )
 from runtime.render import (
     bench_lines,
+    evaluation_lines,
     info_lines,
     prediction_header,
     prediction_line,
@@ -351,26 +352,48 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Which MNIST split: test or train.")] = "test",
     limit: Annotated[int | None, typer.Option(min=1, help="Score the first N images only.")] = None,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Draw the confusion matrix and the most confident mistakes to this PNG "
+            "(needs matplotlib: the train extra).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     settings=None,
     overrides=None,
 ):
-    """Accuracy of a model on MNIST, with the runtime alone (no TensorFlow), streaming the data."""
+    """Accuracy of a model on MNIST, with the runtime alone (no TensorFlow), streaming the data;
+    how far its confidence can be trusted (calibration error, and what a threshold keeps)."""
     from runtime.evaluate import evaluate_batches
     from runtime.mnist import stream_split
 
+    draw = _plotter() if plot is not None else None  # a missing matplotlib before the work
     clf = classifier(model, settings, overrides, batch_size=batch_size)
     source, count, batches = stream_split(split, data, batch_size)
     result = evaluate_batches(clf, batches, limit)
+    if draw is not None:
+        draw(result, clf.contract.labels, plot, f"{clf.path.name} on MNIST {split}")
     if json_out:
         payload = {"model": str(clf.path), "data": str(source), "split": split}
         say(json.dumps({**result.to_dict(), **payload}))
         return
-    say(f"model     {clf.path}")
-    say(f"data      {source} ({split}, {result.count} of {count} images)")
-    say(f"accuracy  {result.accuracy:.4%}  ({result.correct}/{result.count})")
-    per_class = "  ".join(f"{d}:{a:.3f}" for d, a in enumerate(result.per_class_accuracy))
-    say(f"per digit {per_class}")
+    for line in evaluation_lines(result, clf.path, f"{source} ({split}, {{n}} of {count} images)"):
+        say(line)
+    if plot is not None:
+        say(f"wrote {plot}")
+
+
+def _plotter():
+    try:
+        from runtime.figures import plot_evaluation
+    except ImportError:
+        raise InputError(
+            "--plot: needs matplotlib, found it not installed "
+            "(pip install 'mnist-edge[train]', or pip install matplotlib)"
+        ) from None
+    return plot_evaluation
 
 
 @app.command(rich_help_panel=DEVICE)

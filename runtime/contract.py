@@ -317,6 +317,7 @@ def _score_output(outputs: list[tuple[str, list, str]], wanted: str | None) -> s
             )
         return wanted
     fits = [o for o in outputs if _is_scores(o[1]) and o[2] == "tensor(float)"]
+    fits = list({o[0]: o for o in fits}.values())  # a name listed twice is one tensor
     if len(fits) == 1:
         return fits[0][0]
     if not fits:

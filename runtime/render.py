@@ -45,6 +45,22 @@ def prediction_line(name: str, ranked: list[tuple[str, float]], json_out: bool) 
     return json.dumps(row)
 
 
+def evaluation_lines(result, model, data: str) -> list[str]:
+    """`evaluate`'s table: accuracy, per digit, calibration, and what each threshold keeps."""
+    per_class = "  ".join(f"{d}:{a:.3f}" for d, a in enumerate(result.per_class_accuracy))
+    t = result.thresholds
+    return [
+        f"model     {model}",
+        f"data      {data.format(n=result.count)}",
+        f"accuracy  {result.accuracy:.4%}  ({result.correct}/{result.count})",
+        f"per digit {per_class}",
+        f"calibration error (ECE) {result.ece:.4f}",
+        "sure at   " + "".join(f"{x.confidence:>10g}" for x in t),
+        "  keeps   " + "".join(f"{x.kept:>10.2%}" for x in t),
+        "  right   " + "".join(f"{x.accuracy:>10.3%}" for x in t),
+    ]
+
+
 def reading_line(name: str, reading, min_confidence: float, json_out: bool) -> str:
     """One image's number: `name<TAB>number<TAB>confidences`, or a JSON object."""
     text = reading.text(min_confidence)

@@ -181,6 +181,21 @@ def test_several_score_outputs_need_a_choice_and_take_one(tmp_path):
     assert json.loads(chosen.stdout)["contract"]["output"] == ["copy: logits", "inferred"]
 
 
+def test_an_output_listed_twice_is_one_tensor_and_taken(test_set, tmp_path):
+    import onnx
+
+    data, images, labels = test_set
+    path, preprocess = BUILDERS["pytorch-normalized-logits"](tmp_path / "twice.onnx")
+    truth = (plain_onnxruntime(path, preprocess, images).argmax(axis=1) == labels).mean()
+    model = onnx.load(path)
+    model.graph.output.append(model.graph.output[0])  # as a Java exporter lists it
+    onnx.save(model, path)
+    result = cli("evaluate", "--model", path, "--mean", "0.5", "--std", "0.5", "--data", data,
+                 "--limit", "1000", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accuracy"] == truth
+
+
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
