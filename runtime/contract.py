@@ -19,7 +19,23 @@ DEFAULT_BATCH_SIZE = 256  # images per inference call: bounds memory, keeps thro
 FORMAT = "mnist-edge/1"
 LAYOUTS = ("NHWC", "NCHW", "NHW", "NF")
 OUTPUTS = ("probabilities", "logits", "log-probabilities")
-DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}
+DTYPES = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(double)": np.dtype(np.float64),
+}
+# ONNX's own image metadata (the spec's metadata_props, as Windows ML writes them): where pixels
+# 0 and 255 land, as (scale, offset) with model input = pixel * scale + offset.
+NOMINAL_RANGES = {
+    "NominalRange_0_255": (1.0, 0.0),
+    "Normalized_0_1": (1 / 255, 0.0),
+    "Normalized_1_1": (2 / 255, -1.0),
+    "NominalRange_16_235": (219 / 255, 16.0),
+}
+PIXEL_RANGE_KEY = "Image.NominalPixelRange"
+# A classifier's probabilities as one {label: probability} map per image (ai.onnx.ml ZipMap, as
+# skl2onnx and WinMLTools write them)
+ZIPMAPS = ("seq(map(int64,tensor(float)))", "seq(map(string,tensor(float)))")
 ROW_SUM_TOLERANCE = 0.01  # INT8 models' quantized softmax rows sum to 0.992..1.004
 MAX_SCALING = 1e6  # |pixel scale| and |offset|: past it, float32 inputs overflow or mean nothing
 # A fixed batch runs whole even for one image (the rest is padding): 4,096 images of padding
@@ -113,6 +129,7 @@ class Contract:
     labels: tuple[str, ...]
     batch: int | None  # a fixed batch dimension, or None where any batch is taken
     int8: bool  # an INT8 variant (metadata variant "int8...")
+    zipmap: bool = False  # the scores come as one {label: probability} map per image
     sources: dict[str, str] = field(default_factory=dict)  # part -> metadata, option, inferred
 
     @property
@@ -141,12 +158,12 @@ class Contract:
         else:
             # pixels as given (0..255) or in [0, 1]: one multiply-add either way
             scale = self.pixel_scale if images.dtype == np.uint8 else 255 * self.pixel_scale
-            if scale == 1 and self.pixel_offset == 0 and images.dtype == np.float32:
+            if scale == 1 and self.pixel_offset == 0 and images.dtype == self.dtype:
                 x = images
-            else:
-                x = images.astype(np.float32) * np.float32(scale)
+            else:  # in the model's own float type: float32, or float64 for a few exporters
+                x = images.astype(self.dtype) * self.dtype.type(scale)
                 if self.pixel_offset:
-                    x += np.float32(self.pixel_offset)
+                    x += self.dtype.type(self.pixel_offset)
         n = len(images)
         if self.layout == "NF":
             return x.reshape(n, IMAGE_SIZE * IMAGE_SIZE)
@@ -155,6 +172,13 @@ class Contract:
         axis = 1 if self.layout == "NCHW" else 3
         x = np.expand_dims(x, axis)
         return np.repeat(x, self.channels, axis=axis) if self.channels > 1 else x
+
+    def columns(self, maps: list[dict]) -> np.ndarray:
+        """ZipMap's per-image {label: probability} maps -> (N, 10) in label order."""
+        if not maps:
+            return np.zeros((0, len(self.labels)), np.float32)
+        keys = sorted(maps[0], key=_label_order)
+        return np.array([[m[k] for k in keys] for m in maps], np.float32)
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         """The model's (N, 10) scores -> probabilities: each in [0, 1], rows summing to 1."""
@@ -204,7 +228,7 @@ def read_contract(
     sources: dict[str, str] = {}
     name, shape, type_ = _image_input(signature.inputs)
     if type_ not in DTYPES:
-        raise ModelError(f"input {name!r}: expected float32 or uint8, found {type_}")
+        raise ModelError(f"input {name!r}: expected float32, float64 or uint8, found {type_}")
     dtype = DTYPES[type_]
 
     layout = _pick(sources, "layout", overrides.layout, meta.get("input_layout"))
@@ -225,6 +249,8 @@ def read_contract(
         sources["scaling"] = "option"
     elif "pixel_scale" in meta:
         scaling, sources["scaling"] = _meta_scaling(meta), "metadata"
+    elif PIXEL_RANGE_KEY in meta:
+        scaling, sources["scaling"] = _image_scaling(meta[PIXEL_RANGE_KEY]), "image metadata"
     else:
         scaling = (1.0, 0.0) if dtype == np.uint8 else (1 / 255, 0.0)
         sources["scaling"] = "inferred"
@@ -233,7 +259,10 @@ def read_contract(
 
     out_name = _pick(sources, "output_name", overrides.output_name, meta.get("output_name"))
     out_name = _score_output(signature.outputs, out_name)
+    zipmap = dict((o[0], o[2]) for o in signature.outputs)[out_name] in ZIPMAPS
     output = _pick(sources, "output", overrides.output, meta.get("output"))
+    if output is None and zipmap:
+        output, sources["output"] = "probabilities", "graph"  # what a ZipMap carries
     if output is None:
         output, sources["output"] = "logits", "inferred"  # until output_kind() has seen scores
     elif output not in OUTPUTS:
@@ -264,6 +293,7 @@ def read_contract(
         labels=labels,
         batch=batch,
         int8=meta.get("variant", "").startswith("int8"),
+        zipmap=zipmap,
         sources=sources,
     )
 
@@ -293,6 +323,31 @@ def _meta_scaling(meta: dict[str, str]) -> tuple[float, float]:
     return scale, offset
 
 
+def _image_scaling(value: str) -> tuple[float, float]:
+    if value not in NOMINAL_RANGES:
+        raise ModelError(
+            f"metadata {PIXEL_RANGE_KEY}: expected one of {', '.join(NOMINAL_RANGES)}, "
+            f"found {value!r}"
+        )
+    return NOMINAL_RANGES[value]
+
+
+def image_metadata(scale: float, offset: float, channels: int) -> dict[str, str]:
+    """ONNX's image metadata for a contract, where the spec has words for it: what `adopt`
+    writes beside our own keys, so that other runtimes read our files the same way."""
+    meta = {"Image.BitmapPixelFormat": "Gray8" if channels == 1 else "Rgb8"}
+    meta["Image.ColorSpaceGamma"] = "SRGB"
+    for name, (s, o) in NOMINAL_RANGES.items():
+        if np.isclose(s, scale, rtol=1e-6) and np.isclose(o, offset, atol=1e-6):
+            meta[PIXEL_RANGE_KEY] = name
+    return meta
+
+
+def _label_order(key: object) -> tuple:
+    text = str(key)
+    return (0, int(text), "") if text.lstrip("-").isdigit() else (1, 0, text)
+
+
 def _plausible(scale: float, offset: float) -> bool:
     finite = bool(np.isfinite([scale, offset]).all())
     return finite and scale != 0 and abs(scale) <= MAX_SCALING and abs(offset) <= MAX_SCALING
@@ -311,6 +366,8 @@ def _score_output(outputs: list[tuple[str, list, str]], wanted: str | None) -> s
         if wanted not in names:
             raise ModelError(f"--output-name: expected one of {names}, found {wanted!r}")
         _, shape, type_ = outputs[names.index(wanted)]
+        if type_ in ZIPMAPS:
+            return wanted
         if not _is_scores(shape) or type_ != "tensor(float)":
             raise ModelError(
                 f"output {wanted!r}: expected [N, 10] float scores, found {shape} {type_}"
@@ -320,6 +377,9 @@ def _score_output(outputs: list[tuple[str, list, str]], wanted: str | None) -> s
     fits = list({o[0]: o for o in fits}.values())  # a name listed twice is one tensor
     if len(fits) == 1:
         return fits[0][0]
+    maps = list({o[0]: o for o in outputs if o[2] in ZIPMAPS}.values())
+    if not fits and len(maps) == 1:  # a classifier's probabilities, as ZipMap gives them
+        return maps[0][0]
     if not fits:
         found = ", ".join(f"{o[0]!r} {o[1]} {o[2]}" for o in outputs) or "none"
         raise ModelError(f"expected an output of [N, 10] float scores, found {found}")

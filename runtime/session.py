@@ -219,6 +219,8 @@ class Classifier:
             else:
                 feed = {self.contract.input_name: tensor}
                 scores = session.run(self._outputs, feed, self._run_options)[0]
+                if self.contract.zipmap:
+                    scores = self.contract.columns(scores)
         except (*_ORT_ERRORS, RuntimeError) as e:  # a bound run raises plain RuntimeErrors
             if self._stopped is not None:
                 error, message = self._stopped
@@ -243,7 +245,7 @@ class Classifier:
             cache = self._local.bindings = {}
         key = (id(session), shape)
         binding = cache.get(key)
-        if binding is None and len(cache) < _MAX_BINDINGS:
+        if binding is None and len(cache) < _MAX_BINDINGS and not self.contract.zipmap:
             binding = _bound_run(session, self.contract, shape, dtype, self._run_options)
             cache[key] = binding
         return binding
@@ -329,8 +331,11 @@ def _open(path: Path, settings: SessionSettings) -> ort.InferenceSession:
             str(path), _options(settings), providers=["CPUExecutionProvider"]
         )
     except _ORT_ERRORS as e:
+        hint = ""
+        if "Could not find an implementation for" in str(e):  # an operator version too old
+            hint = f" (`mnist-edge adopt {path} --out COPY` upgrades an old opset)"
         raise ModelError(
-            f"{path}: expected an ONNX model onnxruntime can load, but {_reason(e)}"
+            f"{path}: expected an ONNX model onnxruntime can load, but {_reason(e)}{hint}"
         ) from None
 
 

@@ -162,11 +162,158 @@ def keras2onnx_nhwc(path: Path) -> tuple[Path, Preprocess]:
     return path, preprocess
 
 
+def _mlp_classifier(input_name: str, first: str, scale: float, dtype: int) -> list:
+    """Nodes and initializers of the mlp over `first` (inputs at `scale` per [0, 1] pixel),
+    ending in the probability tensor 'probabilities'."""
+    w1, b1 = _folded(scale, 0.0)
+    _, _, w2, b2 = mlp_weights()
+    init = [
+        numpy_helper.from_array(w1, "coef1"),
+        numpy_helper.from_array(b1, "intercept1"),
+        numpy_helper.from_array(w2, "coef2"),
+        numpy_helper.from_array(b2, "intercept2"),
+    ]
+    nodes = [helper.make_node("Cast", [input_name], ["x32"], to=TensorProto.FLOAT)]
+    nodes = nodes if dtype == TensorProto.DOUBLE else []
+    x = "x32" if nodes else input_name
+    nodes += [
+        helper.make_node("Flatten", [x], [first], axis=1),
+        helper.make_node("MatMul", [first, "coef1"], ["h0"]),
+        helper.make_node("Add", ["h0", "intercept1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h"]),
+        helper.make_node("MatMul", ["h", "coef2"], ["z0"]),
+        helper.make_node("Add", ["z0", "intercept2"], ["z"]),
+        helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
+    ]
+    return nodes, init
+
+
+def _save_ml(graph: onnx.GraphProto, path: Path, meta: dict[str, str] | None = None) -> Path:
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 1)],
+    )
+    model.ir_version = 8
+    model.producer_name = "a framework that is not mnist-edge"
+    for key, value in (meta or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def skl2onnx_zipmap(path: Path) -> tuple[Path, Preprocess]:
+    """skl2onnx's default for a classifier trained on raw pixels as float64: input [None, 784]
+    double, 'output_label' int64 [None] and 'output_probability' through ZipMap."""
+    nodes, init = _mlp_classifier("float_input", "flat", 255.0, TensorProto.DOUBLE)
+    nodes += [
+        helper.make_node("ArgMax", ["probabilities"], ["output_label"], axis=1, keepdims=0),
+        helper.make_node("ZipMap", ["probabilities"], ["output_probability"],
+                         domain="ai.onnx.ml", classlabels_int64s=list(range(10))),
+    ]  # fmt: skip
+    seq_map = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(1, []))
+    )
+    graph = helper.make_graph(
+        nodes,
+        "mlp_classifier",
+        [helper.make_tensor_value_info("float_input", TensorProto.DOUBLE, [None, 784])],
+        [
+            helper.make_tensor_value_info("output_label", TensorProto.INT64, [None]),
+            helper.make_value_info("output_probability", seq_map),
+        ],
+        init,
+    )
+
+    def preprocess(images: np.ndarray) -> np.ndarray:
+        return images.reshape(len(images), 784).astype(np.float64)
+
+    return _save_ml(graph, path), preprocess
+
+
+def winmltools_image(path: Path) -> tuple[Path, Preprocess]:
+    """WinMLTools' way: an NCHW image in 0..255 said by ONNX's image metadata, 'classLabel'
+    int64 declared [None, 1], and 'loss' as ZipMap's probabilities."""
+    nodes, init = _mlp_classifier("Input3", "flat", 255.0, TensorProto.FLOAT)
+    nodes += [
+        helper.make_node("ArgMax", ["probabilities"], ["classLabel"], axis=1, keepdims=1),
+        helper.make_node("ZipMap", ["probabilities"], ["loss"],
+                         domain="ai.onnx.ml", classlabels_int64s=list(range(10))),
+    ]  # fmt: skip
+    seq_map = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(1, []))
+    )
+    graph = helper.make_graph(
+        nodes,
+        "winml",
+        [helper.make_tensor_value_info("Input3", TensorProto.FLOAT, [None, 1, 28, 28])],
+        [
+            helper.make_tensor_value_info("classLabel", TensorProto.INT64, [None, 1]),
+            helper.make_value_info("loss", seq_map),
+        ],
+        init,
+    )
+    meta = {
+        "Image.BitmapPixelFormat": "Gray8",
+        "Image.ColorSpaceGamma": "Linear",
+        "Image.NominalPixelRange": "NominalRange_0_255",
+    }
+
+    def preprocess(images: np.ndarray) -> np.ndarray:
+        return images.astype(np.float32)[:, None]
+
+    return _save_ml(graph, path, meta), preprocess
+
+
+def pytorch_03_opset6(path: Path) -> tuple[Path, Preprocess]:
+    """A PyTorch 0.3 export: opset 6 (Gemm with `broadcast`, which onnxruntime no longer runs),
+    a fixed batch of 64, MNIST's mean/std, LogSoftmax; initializers listed as inputs."""
+    w1, b1 = _folded(1 / 0.3081, -0.1307 / 0.3081)
+    _, _, w2, b2 = mlp_weights()
+    init = [
+        numpy_helper.from_array(w1.T.copy(), "1"),
+        numpy_helper.from_array(b1, "2"),
+        numpy_helper.from_array(w2.T.copy(), "3"),
+        numpy_helper.from_array(b2, "4"),
+        numpy_helper.from_array(np.array([64, 784], np.int64), "5"),
+    ]
+    nodes = [
+        helper.make_node("Reshape", ["0", "5"], ["6"]),
+        helper.make_node("Gemm", ["6", "1", "2"], ["7"], transB=1, broadcast=1),
+        helper.make_node("Relu", ["7"], ["8"]),
+        helper.make_node("Gemm", ["8", "3", "4"], ["9"], transB=1, broadcast=1),
+        helper.make_node("LogSoftmax", ["9"], ["10"], axis=1),
+    ]
+    inputs = [helper.make_tensor_value_info("0", TensorProto.FLOAT, [64, 1, 28, 28])]
+    inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in init]
+    graph = helper.make_graph(
+        nodes,
+        "torch-jit-export",
+        inputs,
+        [helper.make_tensor_value_info("10", TensorProto.FLOAT, [64, 10])],
+        init,
+    )
+
+    def preprocess(images: np.ndarray) -> np.ndarray:
+        return ((images.astype(np.float32) / 255 - 0.1307) / 0.3081)[:, None]
+
+    return _save(graph, path, opset=6, ir_version=3), preprocess
+
+
+def mlp_reference(images: np.ndarray) -> np.ndarray:
+    """The shipped mlp's scores computed with numpy alone: what any faithful copy must give."""
+    w1, b1, w2, b2 = mlp_weights()
+    x = images.reshape(len(images), 784).astype(np.float64) / 255
+    return np.maximum(x @ w1 + b1, 0) @ w2 + b2
+
+
 BUILDERS = {
     "pytorch-normalized-logits": pytorch_normalized,
     "pytorch-fixed-batch-logsoftmax": pytorch_fixed_batch,
     "chainer-three-channels": chainer_three_channels,
     "keras2onnx-nhwc-softmax": keras2onnx_nhwc,
+    "skl2onnx-zipmap-float64": skl2onnx_zipmap,
+    "winmltools-image-metadata-zipmap": winmltools_image,
 }
 # The options each needs on the command line (what its author would know).
 OPTIONS = {
@@ -174,4 +321,6 @@ OPTIONS = {
     "pytorch-fixed-batch-logsoftmax": ["--mean", "0.1307", "--std", "0.3081"],
     "chainer-three-channels": [],
     "keras2onnx-nhwc-softmax": [],
+    "skl2onnx-zipmap-float64": ["--input-range", "0,255"],
+    "winmltools-image-metadata-zipmap": [],  # its image metadata says it all
 }

@@ -8,14 +8,15 @@ nobody remembers how it was trained.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import numpy_helper, version_converter
 
-from runtime.contract import FORMAT, Contract, Overrides
+from runtime.contract import FORMAT, Contract, Overrides, image_metadata
 from runtime.errors import ModelError, ParityError
 from runtime.evaluate import evaluate
 from runtime.files import writable_target
@@ -34,9 +35,16 @@ CONVENTIONS = {
     "inverted, [0, 1] (a dark digit on white)": Overrides(input_range=(1.0, 0.0)),
 }
 PROBE_IMAGES = 1000
+# Conventions this close to the best (in accuracy) tie: on 1,000 images, 5 digits. A model that
+# hardly cares about scale (a plain ReLU MLP) scores 0..255 and [0, 1] within 0.2 points.
+TIE = 0.005
 # Each check's limit: it stops a graph that never ends (a Loop of 10^15 steps); a model that
 # needs longer for 10,000 digits is not one for a device anyway.
 CHECK_SECONDS = 300.0
+# onnxruntime runs opset 7 and later; an older model is converted by onnx's version converter to
+# an opset its adapters reach reliably (13), then checked as every copy is.
+OLDEST_RUNNABLE_OPSET = 7
+UPGRADE_TO_OPSET = 13
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class AdoptResult:
     dynamic_batch: bool  # the copy takes any batch
     batch_note: str  # why the batch stayed fixed, or how it was freed
     parity: ParityReport
+    opset_note: str = ""  # how an opset onnxruntime no longer runs was upgraded
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class ProbeResult:
     convention: str
     options: str  # the options that select it
     accuracy: float
+    ties_best: bool = False  # within TIE of the best: the measurement cannot tell them apart
+    declared: bool = False  # the model's own metadata names this convention
 
 
 def adopt_file(
@@ -63,32 +74,41 @@ def adopt_file(
     in its metadata, and a dynamic batch where that gives the same answers."""
     source, out = Path(source), Path(out)
     writable_target(out)  # before the work, not after it
-    with Classifier(source, overrides=overrides) as original:
-        contract = original.contract
-        metadata = {**original.metadata, **contract_metadata(contract, source)}
-        test = load_split("test", data)
-        proto = load_onnx(source)
-        dynamic, note = proto, "the model already takes any batch"
-        if contract.batch is not None:
-            dynamic, note = free_batch(proto, contract)
+    proto, opset_note = runnable(load_onnx(source), source)
+    with tempfile.TemporaryDirectory(prefix="mnist-edge-adopt-") as folder:
+        runs = source
+        if opset_note:  # the original cannot run: its upgrade is what the copy is checked against
+            runs = Path(folder) / source.name
+            onnx.save(proto, runs)
+        with Classifier(runs, overrides=overrides) as original:
+            result = _adopt(original, source, proto, out, load_split("test", data))
+    return replace(result, opset_note=opset_note)
 
-        def check(tmp: Path) -> ParityReport:
-            doing = f"score the {len(test.images):,} test images"
-            with (
-                Classifier(tmp) as copy,
-                time_limit(original, CHECK_SECONDS, doing),
-                time_limit(copy, CHECK_SECONDS, doing),
-            ):
-                return models_parity(original, copy, test.images, test.labels, int8=False)
 
-        try:
-            report = write_model(out, dynamic, metadata, check, against="original")
-        except (ParityError, ModelError) as e:
-            if dynamic is proto:
-                raise
-            note = f"kept the fixed batch of {contract.batch}: the copy with any batch failed ({e})"
-            report = write_model(out, load_onnx(source), metadata, check, against="original")
-            dynamic = None
+def _adopt(original: Classifier, source: Path, proto, out: Path, test) -> AdoptResult:
+    contract = original.contract
+    metadata = {**original.metadata, **contract_metadata(contract, source)}
+    dynamic, note = proto, "the model already takes any batch"
+    if contract.batch is not None:
+        dynamic, note = free_batch(proto, contract)
+
+    def check(tmp: Path) -> ParityReport:
+        doing = f"score the {len(test.images):,} test images"
+        with (
+            Classifier(tmp) as copy,
+            time_limit(original, CHECK_SECONDS, doing),
+            time_limit(copy, CHECK_SECONDS, doing),
+        ):
+            return models_parity(original, copy, test.images, test.labels, int8=False)
+
+    try:
+        report = write_model(out, _denoted(dynamic, contract), metadata, check, against="original")
+    except (ParityError, ModelError) as e:
+        if dynamic is proto:
+            raise
+        note = f"kept the fixed batch of {contract.batch}: the copy with any batch failed ({e})"
+        report = write_model(out, _denoted(proto, contract), metadata, check, against="original")
+        dynamic = None
     return AdoptResult(
         path=str(out),
         source=str(source),
@@ -97,6 +117,38 @@ def adopt_file(
         batch_note=note,
         parity=report,
     )
+
+
+def runnable(model: onnx.ModelProto, source: Path) -> tuple[onnx.ModelProto, str]:
+    """`model`, upgraded to an opset onnxruntime runs where it is older; and what was done."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= OLDEST_RUNNABLE_OPSET:
+        return model, ""
+    try:
+        upgraded = version_converter.convert_version(model, UPGRADE_TO_OPSET)
+    except Exception as e:  # the converter raises bare RuntimeErrors and more
+        reason = " ".join(str(e).split())[:300]
+        raise ModelError(
+            f"{source}: opset {opset} is older than onnxruntime runs, and onnx's version "
+            f"converter could not upgrade it to {UPGRADE_TO_OPSET}: {reason}"
+        ) from None
+    return upgraded, f"opset {opset} upgraded to {UPGRADE_TO_OPSET} (onnxruntime runs 7 and later)"
+
+
+def _denoted(model: onnx.ModelProto, contract: Contract) -> onnx.ModelProto:
+    """A copy whose image input carries ONNX's denotations: IMAGE on the tensor, DATA_BATCH and
+    DATA_CHANNEL on its dimensions, as the spec's image convention has them."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    (value,) = [i for i in copy.graph.input if i.name == contract.input_name]
+    value.type.denotation = "IMAGE"
+    dims = value.type.tensor_type.shape.dim
+    channel = {"NCHW": 1, "NHWC": 3}.get(contract.layout)
+    if dims:
+        dims[0].denotation = "DATA_BATCH"
+    if channel is not None and len(dims) > channel:
+        dims[channel].denotation = "DATA_CHANNEL"
+    return copy
 
 
 def load_onnx(source: Path) -> onnx.ModelProto:
@@ -112,7 +164,9 @@ def load_onnx(source: Path) -> onnx.ModelProto:
 def contract_metadata(contract: Contract, source: Path) -> dict[str, str]:
     """The metadata keys that let later commands read the model with no options."""
     data = Path(source).read_bytes()
+    image = image_metadata(contract.pixel_scale, contract.pixel_offset, contract.channels)
     return {
+        **image,  # ONNX's own words for it, where they exist, beside ours
         "format": FORMAT,
         "input_layout": contract.layout,
         "pixel_scale": repr(contract.pixel_scale),
@@ -179,6 +233,8 @@ def probe(
     images, labels = test.images[:count], test.labels[:count]
     with Classifier(source, overrides=overrides) as clf:
         raw_only = clf.contract.dtype == np.uint8  # a uint8 input takes raw pixels alone
+        said = clf.contract.sources.get("scaling") in ("metadata", "image metadata")
+        declared = (clf.contract.pixel_scale, clf.contract.pixel_offset) if said else None
     results = []
     for name, convention in CONVENTIONS.items():
         if raw_only and convention.scaling() != (1.0, 0.0):
@@ -192,8 +248,26 @@ def probe(
         doing = f"score {len(images):,} test images"
         with Classifier(source, overrides=chosen) as clf, time_limit(clf, CHECK_SECONDS, doing):
             accuracy = evaluate(clf, images, labels).accuracy
-        results.append(ProbeResult(name, _spelling(convention), accuracy))
+        names_it = declared is not None and np.allclose(convention.scaling(), declared)
+        results.append(ProbeResult(name, _spelling(convention), accuracy, declared=names_it))
+    best = max(r.accuracy for r in results)
+    results = [replace(r, ties_best=best - r.accuracy <= TIE) for r in results]
     return sorted(results, key=lambda r: -r.accuracy)
+
+
+def probe_verdict(results: list[ProbeResult]) -> list[str]:
+    """What the measurements can and cannot tell, in a line or two."""
+    declared = [r for r in results if r.declared]
+    if declared:
+        return [f"the model's metadata names its convention: {declared[0].options}"]
+    tied = [r for r in results if r.ties_best]
+    if len(tied) > 1:
+        names = ", ".join(r.options for r in tied)
+        return [
+            f"a tie: {names} score within {TIE:.1%} of each other, which 1,000 digits cannot "
+            "tell apart: prefer what you know of how the model was trained"
+        ]
+    return [f"best by {results[0].accuracy - results[1].accuracy:.2%}: {results[0].options}"]
 
 
 def _spelling(o: Overrides) -> str:

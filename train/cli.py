@@ -108,7 +108,8 @@ def train(
     ] = False,
     json_out: JsonOpt = False,
 ):
-    """Train a model on MNIST; saves mnist_<arch>.keras with its .history.json and .metrics.json."""
+    """Train a model on MNIST; saves mnist_<arch>.keras with its .history.json (and the same
+    as learning curves, .history.png) and .metrics.json."""
     require_extra("train")
     with tensorflow_loading():
         from train.fit import TrainConfig
@@ -380,7 +381,10 @@ def adopt(
             return
         say(f"{'accuracy':>9}  {'convention':<44} options")
         for r in results:
-            say(f"{r.accuracy:>9.2%}  {r.convention:<44} {r.options}")
+            mark = "  (the model's metadata says so)" if r.declared else ""
+            say(f"{r.accuracy:>9.2%}  {r.convention:<44} {r.options}{mark}")
+        for line in adopting.probe_verdict(results):
+            say(line)
         return
     if out is None:
         raise InputError("--out: expected the file to write the copy to, found none")
@@ -397,6 +401,8 @@ def adopt(
         f"{float(m['pixel_offset']):+.6g}, output {m['output_name']!r} ({m['output']})"
     )
     say(f"batch     {result.batch_note}")
+    if result.opset_note:
+        say(f"opset     {result.opset_note}")
     say(
         f"checked   on {p.count} test images against the original: agreement "
         f"{p.agreement:.4%}, max |diff| {p.max_abs_diff:.3g}; accuracy {p.candidate_accuracy:.4%}"

@@ -39,13 +39,18 @@ def plain_onnxruntime(path, preprocess, images) -> np.ndarray:
     """The model's (N, 10) scores the way its author would run it: by hand, at its own batch."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (name,) = [i.name for i in session.get_inputs()]
-    (scores,) = [o.name for o in session.get_outputs() if o.shape[-1] == 10]
+    outputs = session.get_outputs()
+    maps = [o.name for o in outputs if o.type.startswith("seq(map(")]
+    (scores,) = maps or [o.name for o in outputs if o.shape[-1] == 10]
     batch = session.get_inputs()[0].shape[0]
     x = preprocess(images)
     step = batch if isinstance(batch, int) else len(x)
-    return np.concatenate(
-        [session.run([scores], {name: x[i : i + step]})[0] for i in range(0, len(x), step)]
-    )
+
+    def run(chunk):
+        found = session.run([scores], {name: chunk})[0]
+        return np.array([[row[k] for k in range(10)] for row in found]) if maps else found
+
+    return np.concatenate([run(x[i : i + step]) for i in range(0, len(x), step)])
 
 
 def cli(*args):
@@ -163,6 +168,29 @@ def test_probe_ranks_conventions_by_measured_accuracy(test_set, tmp_path):
     assert not list(tmp_path.glob("*.onnx.*"))  # writes nothing
 
 
+def test_probe_says_conventions_tie_when_the_measurement_cannot_tell_them_apart(test_set, tmp_path):
+    data, _, _ = test_set
+    path, _ = BUILDERS["keras2onnx-nhwc-softmax"](tmp_path / "k.onnx")
+    as_json = cli("adopt", path, "--probe", "--data", data, "--json")
+    as_text = cli("adopt", path, "--probe", "--data", data)
+    rows = {r["options"]: r for r in json.loads(as_json.stdout)}
+    best = max(r["accuracy"] for r in rows.values())
+    for r in rows.values():  # the margin, measured against the rows themselves
+        assert r["ties_best"] == (best - r["accuracy"] <= 0.005)
+    assert rows["--input-range 0,255"]["ties_best"] and rows["--input-range 0,1"]["ties_best"]
+    verdict = as_text.stdout.splitlines()[-1]
+    assert verdict.startswith("a tie: ") and "--input-range 0,1" in verdict
+
+
+def test_probe_takes_the_models_own_image_metadata_as_the_answer(test_set, tmp_path):
+    data, _, _ = test_set
+    path, _ = BUILDERS["winmltools-image-metadata-zipmap"](tmp_path / "w.onnx")
+    rows = json.loads(cli("adopt", path, "--probe", "--data", data, "--json").stdout)
+    assert [r["options"] for r in rows if r["declared"]] == ["--input-range 0,255"]
+    text = cli("adopt", path, "--probe", "--data", data).stdout.splitlines()
+    assert text[-1] == "the model's metadata names its convention: --input-range 0,255"
+
+
 def test_several_score_outputs_need_a_choice_and_take_one(tmp_path):
     import onnx
 
@@ -196,6 +224,76 @@ def test_an_output_listed_twice_is_one_tensor_and_taken(test_set, tmp_path):
     assert json.loads(result.stdout)["accuracy"] == truth
 
 
+def test_an_opset_onnxruntime_no_longer_runs_is_one_line_naming_adopt(tmp_path):
+    from tests.foreign import pytorch_03_opset6
+
+    path, _ = pytorch_03_opset6(tmp_path / "old.onnx")
+    result = cli("info", "--model", path)
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "Could not find an implementation for Gemm(6)" in line
+    assert f"`mnist-edge adopt {path} --out COPY` upgrades an old opset" in line
+
+
+def test_adopt_upgrades_an_old_opset_and_the_copy_reads_as_the_weights_do(test_set, tmp_path):
+    import onnx
+
+    from tests.foreign import mlp_reference, pytorch_03_opset6
+
+    data, images, labels = test_set
+    path, _ = pytorch_03_opset6(tmp_path / "old.onnx")
+    out = tmp_path / "new.onnx"
+    adopted = cli(
+        "adopt", path, "--out", out, "--data", data, "--mean", "0.1307", "--std", "0.3081"
+    )
+    assert adopted.exit_code == 0, adopted.output
+    assert "opset     opset 6 upgraded to 13" in adopted.stdout
+    assert "batch     batch 64 made dynamic" in adopted.stdout
+    assert onnx.load(out).opset_import[0].version == 13
+    payload, _ = evaluate_json(out, data)  # no options: the copy says it all
+    truth = (mlp_reference(images).argmax(axis=1) == labels).mean()
+    assert payload["accuracy"] == truth
+
+
+def test_adopt_writes_onnx_image_metadata_and_denotations(test_set, tmp_path):
+    import onnx
+
+    data, _, _ = test_set
+    path, _ = BUILDERS["pytorch-normalized-logits"](tmp_path / "n.onnx")
+    out = tmp_path / "n.adopted.onnx"
+    assert cli("adopt", path, "--out", out, "--data", data, "--input-range", "-1,1").exit_code == 0
+    model = onnx.load(out)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["Image.NominalPixelRange"] == "Normalized_1_1"
+    assert meta["Image.BitmapPixelFormat"] == "Gray8"
+    image = model.graph.input[0].type
+    assert image.denotation == "IMAGE"
+    dims = [d.denotation for d in image.tensor_type.shape.dim]
+    assert dims == ["DATA_BATCH", "DATA_CHANNEL", "", ""]  # NCHW
+    described = json.loads(cli("info", "--model", out, "--json").stdout)
+    assert described["contract"]["pixels"][1] == "metadata"  # ours first, then the spec's
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "range_name"),
+    [("--input-range", "0,255", "NominalRange_0_255"), ("--input-range", "0,1", "Normalized_0_1")],
+)
+def test_onnx_image_metadata_alone_sets_the_pixel_range(tmp_path, test_set, option, value,
+                                                        range_name):  # fmt: skip
+    import onnx
+
+    data, _, _ = test_set
+    path, _ = BUILDERS["keras2onnx-nhwc-softmax"](tmp_path / "k.onnx")
+    truth_with_option, _ = evaluate_json(path, data, option, value)
+    model = onnx.load(path)
+    model.metadata_props.add(key="Image.NominalPixelRange", value=range_name)
+    onnx.save(model, path)
+    payload, _ = evaluate_json(path, data)
+    assert payload["accuracy"] == truth_with_option["accuracy"]
+    described = json.loads(cli("info", "--model", path, "--json").stdout)
+    assert described["contract"]["pixels"][1] == "image metadata"
+
+
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
@@ -218,7 +316,11 @@ def test_bad_contract_options_get_one_line(options, fragment, tmp_path):
 
 def _keywords(options: list[str]) -> dict:
     pairs = dict(zip(options[::2], options[1::2], strict=True))
-    return {k.removeprefix("--"): float(v) for k, v in pairs.items()}
+
+    def value(text: str):
+        return tuple(map(float, text.split(","))) if "," in text else float(text)
+
+    return {k.removeprefix("--").replace("-", "_"): value(v) for k, v in pairs.items()}
 
 
 PYTORCH = ROOT / "tests" / "data" / "pytorch_mnist_fixed_batch.onnx"  # tests/data/make_*.py
