@@ -53,6 +53,8 @@ class Overrides:
     input_range: tuple[float, float] | None = None  # pixel 0 -> LOW, 255 -> HIGH
     output: str | None = None  # probabilities, logits or log-probabilities
     output_name: str | None = None  # which output holds the [N, 10] scores
+    input_size: int | None = None  # the model's image side, where its shape does not say
+    pad: int | None = None  # blank pixels around MNIST's 28x28 for that side (negative: crop)
 
     def __post_init__(self) -> None:
         if self.layout is not None and self.layout not in LAYOUTS:
@@ -103,6 +105,8 @@ class Overrides:
             meta["output"] = self.output
         if self.output_name:
             meta["output_name"] = self.output_name
+        if self.pad is not None:
+            meta["pixel_pad"] = str(self.pad)
         return meta
 
 
@@ -130,6 +134,8 @@ class Contract:
     batch: int | None  # a fixed batch dimension, or None where any batch is taken
     int8: bool  # an INT8 variant (metadata variant "int8...")
     zipmap: bool = False  # the scores come as one {label: probability} map per image
+    side: int = IMAGE_SIZE  # the model's image side: 32 for LeNet-5's padded MNIST
+    pad: int = 0  # blank pixels added around the 28x28 image to make `side` (negative: crop)
     sources: dict[str, str] = field(default_factory=dict)  # part -> metadata, option, inferred
 
     @property
@@ -151,6 +157,10 @@ class Contract:
 
     def feed(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8 pixels or float32 in [0, 1] -> the model's input tensor."""
+        if self.pad > 0:  # blank paper is 0 in MNIST's convention, before any scaling
+            images = np.pad(images, ((0, 0), (self.pad, self.pad), (self.pad, self.pad)))
+        elif self.pad < 0:
+            images = images[:, -self.pad : self.pad, -self.pad : self.pad]
         if self.layout == "NHW" and images.dtype == self.dtype == np.uint8:
             return images  # the shipped model's own input: nothing to do, on the hot path
         if self.dtype == np.uint8:
@@ -166,7 +176,7 @@ class Contract:
                     x += self.dtype.type(self.pixel_offset)
         n = len(images)
         if self.layout == "NF":
-            return x.reshape(n, IMAGE_SIZE * IMAGE_SIZE)
+            return x.reshape(n, self.side * self.side)
         if self.layout == "NHW":
             return x
         axis = 1 if self.layout == "NCHW" else 3
@@ -236,13 +246,15 @@ def read_contract(
         layout, sources["layout"] = _guess_layout(shape), "inferred"
     elif layout not in LAYOUTS:
         raise ModelError(f"metadata input_layout: expected one of {list(LAYOUTS)}, found {layout}")
-    channels = _channels(shape, layout) if layout else None
-    if channels is None:
+    found = _image(shape, layout, overrides.input_size) if layout else None
+    if found is None:
         raise ModelError(
             f"input {name!r}: expected an MNIST image input such as [N, 28, 28, 1], "
-            f"[N, 1, 28, 28] or [N, 3, 28, 28], found {shape}"
-            + (f" (layout {layout})" if layout else "")
+            f"[N, 1, 28, 28] or [N, 3, 28, 28] (one channel at other sides: [N, 1, 32, 32]), "
+            f"found {shape}" + (f" (layout {layout})" if layout else "")
         )
+    channels, side = found
+    pad = _pad(side, overrides.pad, meta.get("pixel_pad"))
 
     scaling = overrides.scaling()
     if scaling is not None:
@@ -294,6 +306,8 @@ def read_contract(
         batch=batch,
         int8=meta.get("variant", "").startswith("int8"),
         zipmap=zipmap,
+        side=side,
+        pad=pad,
         sources=sources,
     )
 
@@ -393,22 +407,48 @@ def _is_scores(shape: list) -> bool:
     return len(shape) == 2 and (not isinstance(shape[1], int) or shape[1] == NUM_CLASSES)
 
 
-def _channels(shape: list, layout: str) -> int | None:
-    """The channel count the input takes in `layout` (1 or 3), or None if it does not fit."""
+def _image(shape: list, layout: str, size: int | None = None) -> tuple[int, int] | None:
+    """(channels, side) of the input in `layout` (1 or 3 channels, a square side: MNIST's 28,
+    or another such as LeNet-5's 32), or None if it does not fit. Symbolic dims take `size`."""
     dims = shape[1:]
-    side = (IMAGE_SIZE, IMAGE_SIZE)
+    sides = [d for d in dims if isinstance(d, int)]
     if layout == "NF":
-        return 1 if _fits(dims, (IMAGE_SIZE * IMAGE_SIZE,)) else None
+        if len(dims) != 1:
+            return None
+        side = size or (round(dims[0] ** 0.5) if isinstance(dims[0], int) else IMAGE_SIZE)
+        return (1, side) if _fits(dims, (side * side,)) else None
+    spatial = [d for d in sides if d > 3]  # 1 and 3 are channel counts
+    side = size or (spatial[0] if spatial else IMAGE_SIZE)
+    square = (side, side)
     if layout == "NHW":
-        return 1 if _fits(dims, side) else None
-    for channels in (1, 3):
-        if _fits(dims, (channels, *side) if layout == "NCHW" else (*side, channels)):
-            return channels
+        return (1, side) if _fits(dims, square) else None
+    # three channels only at MNIST's own 28: at 32x32 they are CIFAR's, not a padded digit
+    for channels in (1, 3) if side == IMAGE_SIZE else (1,):
+        if _fits(dims, (channels, *square) if layout == "NCHW" else (*square, channels)):
+            return channels, side
     return None
 
 
 def _guess_layout(shape: list) -> str | None:
-    return next((layout for layout in LAYOUTS if _channels(shape, layout)), None)
+    return next((layout for layout in LAYOUTS if _image(shape, layout)), None)
+
+
+def _pad(side: int, option: int | None, meta: str | None) -> int:
+    """Blank pixels around MNIST's 28x28 to make the model's `side`: as given, or centred."""
+    if option is None and meta is not None:
+        try:
+            option = int(meta)
+        except ValueError:
+            raise ModelError(f"metadata pixel_pad: expected an integer, found {meta!r}") from None
+    pad = (side - IMAGE_SIZE) // 2 if option is None else option
+    if IMAGE_SIZE + 2 * pad != side:
+        given = f"--pad {option}" if option is not None else "centring"
+        raise ModelError(
+            f"input side {side}: expected 28 + 2 x pad pixels, found {given} giving "
+            f"{IMAGE_SIZE + 2 * pad} (an odd difference cannot be centred: give --input-size "
+            "or --pad)"
+        )
+    return pad
 
 
 def _fits(dims: list, expected: tuple[int, ...]) -> bool:

@@ -48,6 +48,9 @@ def describe(clf: Classifier, chosen: str | None = None) -> ModelInfo:
         "output": (f"{c.output_name}: {c.output}", source("output", "graph")),
         "batch": (str(c.batch) if c.batch else "any", "graph"),
     }
+    if c.side != 28:  # LeNet's 32x32, a 20x20 crop: how MNIST's 28x28 is brought there
+        how = f"padded by {c.pad}" if c.pad > 0 else f"cropped by {-c.pad}"
+        contract["size"] = (f"{c.side}x{c.side}, MNIST's 28x28 {how}", "graph")
     return ModelInfo(
         path=str(path.resolve()),
         format="ort" if data[4:8] == b"ORTM" else "onnx",

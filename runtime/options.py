@@ -130,6 +130,34 @@ _THREAD_SWEEP = (
 
 _CONTRACT = "Model contract (for models made elsewhere)"
 _CONTRACT_PARAMS = {
+    "input_size": (
+        Annotated[
+            int | None,
+            typer.Option(
+                min=8,
+                max=256,
+                help="The model's image side in pixels, where its shape does not say. "
+                "Default: the shape, else 28.",
+                rich_help_panel=_CONTRACT,
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "pad": (
+        Annotated[
+            int | None,
+            typer.Option(
+                min=-10,
+                max=100,
+                help="Blank pixels added around MNIST's 28x28 for the model's size (negative: "
+                "cropped). Default: centred, (side - 28) / 2, as LeNet's 32x32 padding.",
+                rich_help_panel=_CONTRACT,
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
     "layout": (
         Annotated[
             str | None,

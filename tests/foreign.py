@@ -300,6 +300,68 @@ def pytorch_03_opset6(path: Path) -> tuple[Path, Preprocess]:
     return _save(graph, path, opset=6, ir_version=3), preprocess
 
 
+def _sized_mlp(path: Path, side: int, shape: list, name: str) -> Path:
+    """The mlp for MNIST brought to `side` pixels a side as LeNet-5's 32x32 (padded by 2) or a
+    20x20 crop: the first layer's weights placed where the 28x28 pixels land."""
+    w1, b1, w2, b2 = mlp_weights()
+    pad = (side - 28) // 2
+    grid = np.zeros((side + 2 * max(-pad, 0),) * 2 + (128,), np.float32)
+    inner = w1.reshape(28, 28, 128)
+    if pad >= 0:
+        grid[pad : pad + 28, pad : pad + 28] = inner
+    else:  # a crop sees only the middle of the 28x28
+        grid = inner[-pad : 28 + pad, -pad : 28 + pad].copy()
+    init = [
+        numpy_helper.from_array(grid.reshape(side * side, 128), "W1"),
+        numpy_helper.from_array(b1, "B1"),
+        numpy_helper.from_array(w2, "W2"),
+        numpy_helper.from_array(b2, "B2"),
+    ]
+    nodes = [
+        helper.make_node("Flatten", [name], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W1", "B1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "W2", "B2"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        f"mlp{side}",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        init,
+    )
+    return _save(graph, path, opset=13, ir_version=7)
+
+
+def lenet_32(path: Path) -> tuple[Path, Preprocess]:
+    """LeNet-5's input: [N, 1, 32, 32], MNIST padded by two blank pixels, in [0, 1]; logits."""
+
+    def preprocess(images: np.ndarray) -> np.ndarray:
+        padded = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.float32) / 255
+        return padded[:, None]
+
+    return _sized_mlp(path, 32, ["N", 1, 32, 32], "input"), preprocess
+
+
+def flat_1024(path: Path) -> tuple[Path, Preprocess]:
+    """A course model's flat input of 1,024 features (32x32 padded MNIST), in [0, 1]."""
+
+    def preprocess(images: np.ndarray) -> np.ndarray:
+        padded = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.float32) / 255
+        return padded.reshape(len(images), 1024)
+
+    return _sized_mlp(path, 32, ["N", 1024], "x"), preprocess
+
+
+def crop_20(path: Path) -> tuple[Path, Preprocess]:
+    """A model of 20x20 crops (the box MNIST's digits were fitted into): [N, 20, 20], [0, 1]."""
+
+    def preprocess(images: np.ndarray) -> np.ndarray:
+        return images[:, 4:24, 4:24].astype(np.float32) / 255
+
+    return _sized_mlp(path, 20, ["N", 20, 20], "x"), preprocess
+
+
 def mlp_reference(images: np.ndarray) -> np.ndarray:
     """The shipped mlp's scores computed with numpy alone: what any faithful copy must give."""
     w1, b1, w2, b2 = mlp_weights()
@@ -314,6 +376,9 @@ BUILDERS = {
     "keras2onnx-nhwc-softmax": keras2onnx_nhwc,
     "skl2onnx-zipmap-float64": skl2onnx_zipmap,
     "winmltools-image-metadata-zipmap": winmltools_image,
+    "lenet-32x32-nchw": lenet_32,
+    "flat-1024": flat_1024,
+    "crop-20x20-nhw": crop_20,
 }
 # The options each needs on the command line (what its author would know).
 OPTIONS = {
@@ -323,4 +388,7 @@ OPTIONS = {
     "keras2onnx-nhwc-softmax": [],
     "skl2onnx-zipmap-float64": ["--input-range", "0,255"],
     "winmltools-image-metadata-zipmap": [],  # its image metadata says it all
+    "lenet-32x32-nchw": [],  # padded by two: the default for a side of 32
+    "flat-1024": [],
+    "crop-20x20-nhw": [],  # cropped by four: the default for a side of 20
 }

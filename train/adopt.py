@@ -174,6 +174,7 @@ def contract_metadata(contract: Contract, source: Path) -> dict[str, str]:
         "output": contract.output,
         "output_name": contract.output_name,
         "labels": ",".join(contract.labels),
+        "pixel_pad": str(contract.pad),
         "adopted_from": f"{Path(source).name} sha256 {hashlib.sha256(data).hexdigest()}",
     }
 

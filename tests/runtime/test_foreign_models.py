@@ -191,6 +191,29 @@ def test_probe_takes_the_models_own_image_metadata_as_the_answer(test_set, tmp_p
     assert text[-1] == "the model's metadata names its convention: --input-range 0,255"
 
 
+def test_input_size_and_pad_say_what_a_symbolic_or_odd_input_means(test_set, tmp_path):
+    import onnx
+
+    from tests.foreign import lenet_32
+
+    data, images, labels = test_set
+    path, preprocess = lenet_32(tmp_path / "lenet.onnx")
+    truth = (plain_onnxruntime(path, preprocess, images).argmax(axis=1) == labels).mean()
+    model = onnx.load(path)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"  # [N, 1, height, width]
+    onnx.save(model, path)
+    unsaid = cli("evaluate", "--model", path, "--data", data, "--limit", "10")
+    assert unsaid.exit_code == 2 and unsaid.stderr.count("\n") == 1  # fed 28x28: one line
+    said, _ = evaluate_json(path, data, "--input-size", "32")
+    assert said["accuracy"] == truth
+    described = json.loads(cli("info", "--model", path, "--input-size", "32", "--json").stdout)
+    assert described["contract"]["size"][0] == "32x32, MNIST's 28x28 padded by 2"
+    odd = cli("info", "--model", path, "--input-size", "32", "--pad", "3")
+    assert odd.exit_code == 2
+    assert "input side 32: expected 28 + 2 x pad pixels, found --pad 3 giving 34" in odd.stderr
+
+
 def test_several_score_outputs_need_a_choice_and_take_one(tmp_path):
     import onnx
 

@@ -45,6 +45,8 @@ def test_training_saves_model_history_and_metrics(trained):
     assert (out / "mnist_mlp.keras").is_file()
     history = json.loads((out / "mnist_mlp.history.json").read_text())
     assert len(history["loss"]) == 1
+    assert history["learning_rate"] == [pytest.approx(0.01)]  # the seed's constant SGD rate
+    assert (out / "mnist_mlp.history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "mnist_mlp.metrics.json").read_text())
     assert metrics["train_images"] == 2000 and metrics["epochs"] == 1
     assert 0.4 < result.test_accuracy < 1.0  # well above chance (0.1) after 63 SGD steps
