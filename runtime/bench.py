@@ -9,6 +9,7 @@ import resource
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,9 @@ import onnxruntime
 
 from runtime.contract import IMAGE_SIZE, Overrides
 from runtime.cpu import cpu_name
+from runtime.errors import BusyWarning
 from runtime.files import atomic_path
+from runtime.load import Sample, busy_warning, load_between, sample
 from runtime.session import Classifier
 from runtime.settings import SessionSettings
 
@@ -53,6 +56,7 @@ class BenchResult:
     images_per_s: float
     chunked: bool = False  # a fixed-batch model ran this batch size in several calls
     percentiles_us: dict[str, float] = field(default_factory=dict)  # every percentile asked for
+    ranges: dict[str, list[float]] = field(default_factory=dict)  # [min, max] over --repeat runs
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ def bench(
     on_case: Callable[[], None] | None = None,
 ) -> BenchReport:
     """Measure cold start, then every (threads, batch size) case in `config`, one after another."""
+    before = sample()
     rng = np.random.default_rng(config.seed)
     shape = (IMAGE_SIZE, IMAGE_SIZE)
     inputs = {b: rng.integers(0, 256, (b, *shape), dtype=np.uint8) for b in config.batch_sizes}
@@ -155,15 +160,49 @@ def bench(
             if on_case:
                 on_case()
         clf.close()
-    return BenchReport(_settings(path, fixed, config), cold, results, process_usage())
+    return BenchReport(_settings(path, fixed, config), cold, results, process_usage(before))
 
 
-def process_usage() -> dict:
-    """This process's peak resident memory and CPU time so far."""
+IDENTITY = {"threads", "batch_size", "qps_target", "chunked", "batching", "holds"}
+
+
+def median_of(runs: list[list]) -> list:
+    """Repeated measurements of the same cases -> per case, each figure the median of its runs
+    and its [min, max] in `ranges` (percentiles_us by name), the case's identity kept."""
+    combined = []
+    for cases in zip(*runs, strict=True):
+        first, medians, ranges = cases[0], {}, {}
+        for name, value in asdict(first).items():
+            if name in IDENTITY or name == "ranges" or isinstance(value, bool):
+                continue
+            if isinstance(value, int | float):
+                values = [getattr(c, name) for c in cases]
+                median = float(np.median(values))
+                medians[name] = round(median) if isinstance(value, int) else round(median, 2)
+                ranges[name] = [min(values), max(values)]
+            elif name == "percentiles_us":
+                medians[name] = {
+                    k: round(float(np.median([c.percentiles_us[k] for c in cases])), 2)
+                    for k in value
+                }
+                for k in value:
+                    got = [c.percentiles_us[k] for c in cases]
+                    ranges[k] = [min(got), max(got)]
+        combined.append(replace(first, **medians, ranges=ranges))
+    return combined
+
+
+def process_usage(before: Sample | None = None) -> dict:
+    """This process's peak resident memory and CPU time so far; with `before`, what the rest of
+    the machine took since then, and a BusyWarning where that makes the figures suspect."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    load = load_between(before, sample()) if before is not None else {}
+    if (warning := busy_warning(load)) is not None:
+        warnings.warn(warning, BusyWarning, stacklevel=2)
     return {
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        **load,
     }
 
 

@@ -418,6 +418,14 @@ def bench(
     percentiles: Annotated[
         str, typer.Option(help="Percentiles to report, comma-separated.")
     ] = "50,90,99,99.9",
+    repeat: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=20,
+            help="Run the whole measurement N times; report each figure's median and range.",
+        ),
+    ] = 1,
     report_file: Annotated[
         Path | None, typer.Option("--output", help="Also save the JSON report to this file.")
     ] = None,
@@ -452,21 +460,29 @@ def bench(
         if path and not path.parent.is_dir():
             raise OutputError(f"{option} {path}: expected an existing folder {path.parent}")
     if scenario is not None:
-        report = _run_scenario(
-            model, settings[0], overrides, replace(scenario, duration=duration, percentiles=asked)
-        )
+        config = replace(scenario, duration=duration, percentiles=asked)
+        reports = [_run_scenario(model, settings[0], overrides, config) for _ in range(repeat)]
+        report = _median_scenario(reports)
     else:
         config = measuring.BenchConfig(
             sizes, settings, duration, runs, warmup, overrides=overrides, percentiles=asked
         )
         progress = typer.progressbar(
-            length=len(sizes) * len(settings),
+            length=len(sizes) * len(settings) * repeat,
             label="measuring",
             file=sys.stderr,
             hidden=not sys.stderr.isatty(),
         )
         with progress as bar:
-            report = measuring.bench(model, config, on_case=lambda: bar.update(1))
+            reports = [
+                measuring.bench(model, config, on_case=lambda: bar.update(1)) for _ in range(repeat)
+            ]
+        report = reports[0]
+        if repeat > 1:
+            results = measuring.median_of([r.results for r in reports])
+            settings_seen = {**report.settings, "repeat": repeat}
+            report = replace(report, settings=settings_seen, results=results,
+                             process=reports[-1].process)  # fmt: skip
     payload = report.to_dict()
     ops = None
     if profile_file:
@@ -488,6 +504,25 @@ def bench(
     lines = scenario_lines(report) if scenario is not None else bench_lines(report)
     for line in [*lines, *profile_lines(ops or [], profile_file)]:
         say(line)
+
+
+def _median_scenario(reports):
+    """One report from --repeat runs of a scenario: figures as medians with their ranges; a
+    peak search's median peak, its range, and the trials of the run that found it."""
+    from runtime.bench import median_of
+
+    if len(reports) == 1:
+        return reports[0]
+    settings = {**reports[0].settings, "repeat": len(reports)}
+    if reports[0].peak_qps is None:
+        return replace(reports[0], settings=settings,
+                       results=median_of([r.results for r in reports]))  # fmt: skip
+    by_peak = sorted(reports, key=lambda r: r.peak_qps)
+    middle = by_peak[len(by_peak) // 2]
+    peaks = [r.peak_qps for r in by_peak]
+    notes = [r.peak_note for r in reports if r.peak_note]
+    return replace(middle, settings=settings, peak_range=[peaks[0], peaks[-1]],
+                   peak_note="; ".join(notes) or None)  # fmt: skip
 
 
 def _run_scenario(model, settings, overrides, config):

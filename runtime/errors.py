@@ -45,5 +45,9 @@ class ClosedPipe(MnistEdgeError):
     exit_code = 141  # 128 + SIGPIPE, what a shell reports for a tool the pipe stopped
 
 
+class BusyWarning(UserWarning):
+    """Measurements taken while other processes, or the hypervisor, took the CPU."""
+
+
 class InputWarning(UserWarning):
     """Input that was accepted after a conversion the user should know about."""

@@ -146,9 +146,23 @@ def bench_lines(report) -> list[str]:
             f"{r.p90_us:>10.1f} {r.p99_us:>10.1f} {r.p999_us:>10.1f} {r.mean_us:>10.1f} "
             f"{r.std_us:>9.1f} {r.images_per_s:>12,.0f}{chunked}"
         )
+        if r.ranges:
+            lines.append(_range_line(r.ranges, s.get("repeat")))
+    if s.get("repeat"):
+        lines.insert(2, f"each figure the median of {s['repeat']} runs, its range below it")
     p = report.process
     lines.append(f"process: peak RSS {p['peak_rss_mb']:.0f} MB, CPU time {p['cpu_seconds']:.1f} s")
     return lines
+
+
+def _range_line(ranges: dict, runs: int | None) -> str:
+    shown = [("p50", "p50_us"), ("p99", "p99_us"), ("images/s", "images_per_s")]
+    parts = [
+        f"{label} {ranges[key][0]:,.1f}-{ranges[key][1]:,.1f}"
+        for label, key in shown
+        if key in ranges
+    ]
+    return f"{'':>15} range over {runs} runs: " + ", ".join(parts)
 
 
 def scenario_lines(report) -> list[str]:
@@ -182,8 +196,26 @@ def scenario_lines(report) -> list[str]:
         rates = f"{offered:>12} {r.qps_achieved:>10,.0f} {r.images_per_s:>10,.0f}"
         values = " ".join(f"{v:>10.1f}" for v in r.percentiles_us.values())
         lines.append(f"{rates} {r.mean_batch:>10.2f} {values} {r.overloaded:>8}")
+        if r.ranges:
+            lines.append(_range_line(r.ranges, s.get("repeat")))
     if report.peak_qps is not None:
-        lines.append(f"peak {report.peak_qps:,.0f} qps with p99 <= {s['latency_bound_ms']:g} ms")
+        at_peak = [r.p99_us for r in report.results if r.qps_target == report.peak_qps]
+        spread = (
+            f" (p99 there {min(at_peak) / 1000:.2f}-{max(at_peak) / 1000:.2f} ms over "
+            f"{len(at_peak)} trials)"
+            if len(at_peak) > 1
+            else ""
+        )
+        lines.append(
+            f"peak {report.peak_qps:,.0f} qps with p99 <= {s['latency_bound_ms']:g} ms{spread}"
+        )
+    if report.peak_range:
+        low, high = report.peak_range
+        lines.append(
+            f"peak over {s['repeat']} searches: median above, range {low:,.0f}-{high:,.0f} qps"
+        )
+    if report.peak_note:
+        lines.append(f"note: {report.peak_note}")
     p = report.process
     lines.append(f"process: peak RSS {p['peak_rss_mb']:.0f} MB, CPU time {p['cpu_seconds']:.1f} s")
     return lines

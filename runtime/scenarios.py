@@ -32,6 +32,7 @@ from runtime.batcher import MicroBatcher, Overloaded
 from runtime.bench import process_usage, time_calls
 from runtime.contract import IMAGE_SIZE
 from runtime.errors import InputError
+from runtime.load import sample
 from runtime.session import Classifier
 from runtime.settings import cpu_count
 
@@ -46,6 +47,7 @@ MAX_OUTSTANDING = 4096
 ISSUE_DURATIONS = 2.0
 DRAIN_MIN_S = 2.0
 MAX_PEAK_TRIALS = 12
+CONFIRM = 2  # more trials of a rate that failed, before the peak search concludes it does
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class ScenarioResult:
     mean_batch: float  # images per inference call
     overloaded: int  # queries refused by a full queue
     seconds: float
+    holds: bool | None = None  # in a peak search: p99 within the bound, nothing refused
+    ranges: dict[str, list[float]] = field(default_factory=dict)  # [min, max] over --repeat runs
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,9 @@ class ScenarioReport:
     settings: dict
     results: list[ScenarioResult]
     peak_qps: float | None = None  # server with find_peak
-    process: dict = field(default_factory=dict)  # peak RSS and CPU time of the whole run
+    process: dict = field(default_factory=dict)  # peak RSS, CPU time, the machine's load
+    peak_note: str | None = None  # trials at one rate that disagreed, with the figures
+    peak_range: list[float] | None = None  # [min, max] of the peak over --repeat searches
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +125,7 @@ def run_scenario(
     clf: Classifier, config: ScenarioConfig, on_step: Callable[[str], None] | None = None
 ) -> ScenarioReport:
     """Measure `config.scenario` on `clf`; `on_step` hears of each measurement as it starts."""
+    before = sample()
     rng = np.random.default_rng(config.seed)
     images = rng.integers(0, 256, (1024, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     step = on_step or (lambda _: None)
@@ -148,7 +155,9 @@ def run_scenario(
             "max_delay_us": served.get("max_delay_us"),
         }
     settings.pop("token")  # never in a report
-    return ScenarioReport(config.scenario, settings, results, peak, process_usage())
+    note = _disagreement(results) if config.find_peak else None
+    usage = process_usage(before)
+    return ScenarioReport(config.scenario, settings, results, peak, usage, note)
 
 
 def _single_stream(clf, images, config) -> ScenarioResult:
@@ -351,13 +360,15 @@ def _npy_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def search_peak(holds_at: Callable[[float], bool], start: float) -> float:
+def search_peak(holds_at: Callable[[float], bool], start: float, confirm: int = CONFIRM) -> float:
     """The highest rate at which `holds_at` is true: double from `start` until it fails, then
-    bisect to within 5%, in at most MAX_PEAK_TRIALS trials (a start more than about 2^8 below
-    the peak leaves the bisection short: the rate returned has held, but may be further off)."""
+    bisect to within 5%, in at most MAX_PEAK_TRIALS rates (a start more than about 2^8 below
+    the peak leaves the bisection short: the rate returned has held, but may be further off).
+    A rate that fails is tried up to `confirm` more times before the search goes below it: one
+    trial spoilt by a busy neighbour does not end the search far below the peak."""
     low, high, qps = 0.0, None, start
     for _ in range(MAX_PEAK_TRIALS):
-        if holds_at(qps):
+        if any(holds_at(qps) for _ in range(1 + confirm)):  # stops at the first that holds
             low = qps
         else:
             high = qps
@@ -376,11 +387,28 @@ def _find_peak(clf, images, config, step) -> tuple[list[ScenarioResult], float]:
     def holds_at(qps: float) -> bool:
         step(f"server at {qps:,.0f} qps (peak search)")
         r = _open_loop(clf, images, replace(config, qps=qps), multi=False)
+        r = replace(r, holds=r.p99_us <= bound_us and r.overloaded == 0)
         results.append(r)
-        return r.p99_us <= bound_us and r.overloaded == 0
+        return r.holds
 
     peak = search_peak(holds_at, config.qps)
     return results, peak
+
+
+def _disagreement(results: list[ScenarioResult]) -> str | None:
+    """One line naming the rates whose trials disagreed (one held, another failed), if any."""
+    by_rate: dict[float, list[ScenarioResult]] = {}
+    for r in results:
+        by_rate.setdefault(r.qps_target, []).append(r)
+    torn = {q: rs for q, rs in by_rate.items() if len({r.holds for r in rs}) > 1}
+    if not torn:
+        return None
+    parts = [
+        f"{q:,.0f} qps (p99 {min(r.p99_us for r in rs) / 1000:.2f}-"
+        f"{max(r.p99_us for r in rs) / 1000:.2f} ms over {len(rs)} trials)"
+        for q, rs in sorted(torn.items())
+    ]
+    return f"trials at the same rate disagreed: {', '.join(parts)}: the machine was busy"
 
 
 def _result(
