@@ -448,7 +448,7 @@ def bench(
     """Cold start, then latency percentiles and throughput per thread count and batch size; or
     an MLPerf scenario (--scenario) with open-loop load and the micro-batcher."""
     from runtime import bench as measuring
-    from runtime.files import write_json
+    from runtime.files import writable_target, write_json
 
     sizes = parse_counts(batch_sizes, "--batch-sizes", MAX_BATCH)
     asked = parse_percentiles(percentiles)
@@ -459,6 +459,8 @@ def bench(
     ):
         if path and not path.parent.is_dir():
             raise OutputError(f"{option} {path}: expected an existing folder {path.parent}")
+        if path:
+            writable_target(path)  # a device or a folder is refused before the measuring
     if scenario is not None:
         config = replace(scenario, duration=duration, percentiles=asked)
         reports = [_run_scenario(model, settings[0], overrides, config) for _ in range(repeat)]

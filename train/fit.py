@@ -85,6 +85,7 @@ class TrainConfig:
     resume: bool = False  # continue an interrupted run from its last completed epoch
     teacher: Path = Path("exported/mnist_cnn.keras")  # for recipes that distill
     verbose: int | None = None  # Keras verbosity; None: a progress bar on a terminal
+    recipe: Recipe | None = None  # None: the arch's (RECIPES); ablations pass their own
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
     """
     if config.arch not in BUILDERS:
         raise InputError(f"--arch: expected one of {', '.join(BUILDERS)}, found {config.arch!r}")
-    recipe = RECIPES[config.arch]
+    recipe = config.recipe or RECIPES[config.arch]
     if config.epochs is not None:
         if config.epochs < 1:
             raise InputError(f"--epochs: expected a positive count, found {config.epochs}")

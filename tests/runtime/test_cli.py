@@ -435,3 +435,13 @@ def test_version_names_the_package_and_onnxruntime():
         f"mnist-edge {version('mnist-edge')} (onnxruntime {ort.__version__}, "
         f"Python {__import__('platform').python_version()})\n"
     )
+
+
+@pytest.mark.parametrize("option", ["--output", "--csv", "--profile"])
+def test_bench_refuses_a_device_as_output_before_it_measures(tiny_model, option, monkeypatch):
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the output was checked")
+
+    monkeypatch.setattr("runtime.bench.bench", measured)
+    result = run("bench", "--model", tiny_model, option, "/dev/null")
+    assert_one_line_error(result, "/dev/null: expected a regular file to write, found")
