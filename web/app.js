@@ -3,14 +3,16 @@
 import * as ort from "./node_modules/onnxruntime-web/dist/ort.wasm.min.mjs";
 
 import { argmax, classify, readContract } from "./model.js";
+import { attachPad, latestOnly } from "./pad.js";
 import { BlankImageError, SIZE, grayscale, mnistStyle } from "./preprocess.js";
+
+export { ort };
 
 const STROKE = 24; // px on the 280 px pad: about MNIST's 2-3 px once fitted into 20x20
 const params = new URLSearchParams(location.search);
 const modelName = params.get("model") ?? "mnist_cnn";
 
 const pad = document.getElementById("pad");
-const ink = pad.getContext("2d", { willReadFrequently: true });
 const seen = document.getElementById("seen").getContext("2d");
 const status = document.getElementById("status");
 const labelBox = document.getElementById("label");
@@ -36,7 +38,7 @@ async function loadModel() {
   return { session, contract: readContract(session) };
 }
 
-const model = loadModel();
+export const model = loadModel();
 
 /** The page's pipeline on RGBA pixels: preprocess, run, time both. */
 async function predictRGBA(rgba, width, height, hasAlpha = false) {
@@ -67,68 +69,26 @@ function show(result) {
   seen.putImageData(image, 0, 0);
 }
 
-// Predict at most once per frame, and never two at a time: the latest drawing wins.
-let running = null;
-let dirty = false;
-function schedule() {
-  dirty = true;
-  if (!running) running = requestAnimationFrame(run);
-}
-async function run() {
-  while (dirty) {
-    dirty = false;
-    const { data, width, height } = ink.getImageData(0, 0, pad.width, pad.height);
-    try {
-      const result = await predictRGBA(data, width, height);
-      show(result);
-      status.textContent = "ready";
-      window.mnistEdge.last = result;
-    } catch (e) {
-      show(null);
-      status.textContent = e instanceof BlankImageError ? "draw a digit" : `error: ${e.message}`;
-      window.mnistEdge.last = null;
-    }
+async function predictPad() {
+  const { data, width, height } = ink.getImageData(0, 0, pad.width, pad.height);
+  try {
+    const result = await predictRGBA(data, width, height);
+    show(result);
+    status.textContent = "ready";
+    window.mnistEdge.last = result;
+  } catch (e) {
+    show(null);
+    status.textContent = e instanceof BlankImageError ? "draw a digit" : `error: ${e.message}`;
+    window.mnistEdge.last = null;
   }
-  running = null;
-  idleWaiters.splice(0).forEach((resolve) => resolve(window.mnistEdge.last));
 }
-const idleWaiters = [];
+const predicting = latestOnly(predictPad);
+const { ink, clear: blank } = attachPad(pad, STROKE, predicting.schedule);
 
 function clear() {
-  ink.fillStyle = "#000";
-  ink.fillRect(0, 0, pad.width, pad.height);
+  blank();
   show(null);
 }
-
-function point(event) {
-  const box = pad.getBoundingClientRect();
-  return [((event.clientX - box.left) * pad.width) / box.width, ((event.clientY - box.top) * pad.height) / box.height];
-}
-
-let last = null;
-pad.addEventListener("pointerdown", (event) => {
-  pad.setPointerCapture(event.pointerId);
-  last = point(event);
-  ink.beginPath();
-  ink.arc(last[0], last[1], STROKE / 2, 0, 2 * Math.PI);
-  ink.fillStyle = "#fff";
-  ink.fill();
-  schedule();
-});
-pad.addEventListener("pointermove", (event) => {
-  if (!last) return;
-  const next = point(event);
-  ink.strokeStyle = "#fff";
-  ink.lineWidth = STROKE;
-  ink.lineCap = ink.lineJoin = "round";
-  ink.beginPath();
-  ink.moveTo(...last);
-  ink.lineTo(...next);
-  ink.stroke();
-  last = next;
-  schedule();
-});
-for (const type of ["pointerup", "pointercancel"]) pad.addEventListener(type, () => (last = null));
 document.getElementById("clear").addEventListener("click", clear);
 
 // For tests and the console: the same pipeline, without a mouse.
@@ -136,7 +96,7 @@ window.mnistEdge = {
   ready: model.then(() => (status.textContent = "ready: draw a digit")),
   last: null,
   /** Resolves with the latest shown result once no prediction is pending. */
-  idle: () => (running || dirty ? new Promise((resolve) => idleWaiters.push(resolve)) : Promise.resolve(window.mnistEdge.last)),
+  idle: () => predicting.idle().then(() => window.mnistEdge.last),
   preprocessRGBA: (rgba, width, height, hasAlpha) => Array.from(mnistStyle(grayscale(rgba, width, height, hasAlpha), width, height)),
   classifyPixels: async (pixels) => {
     const { session, contract } = await model;
@@ -153,7 +113,7 @@ window.mnistEdge = {
     clear();
     ink.imageSmoothingEnabled = false;
     ink.drawImage(scratch, 0, 0, pad.width, pad.height);
-    schedule();
+    predicting.schedule();
     return window.mnistEdge.idle();
   },
   clear,
@@ -161,4 +121,4 @@ window.mnistEdge = {
 model.catch((e) => {
   status.textContent = `error: ${e.message}`;
 });
-clear();
+show(null);

@@ -26,18 +26,57 @@ export function roundHalfEven(v) {
 /** Grayscale picture -> the digit's ink at the analysis size, 1 the strongest, 0 all else. */
 export function digitInk(gray, width, height) {
   const small = reduce({ data: Float64Array.from(gray), w: width, h: height }, ANALYSIS_SIDE);
+  const zeros = { data: new Float64Array(small.w * small.h), w: small.w, h: small.h };
+  const side = inkSide(small);
+  if (side === null) return zeros;
+  const found = candidate(side.standing, side.window);
+  return found.mask.some(Boolean) ? strokeToMnist(found.ink, found.mask) : zeros;
+}
+
+/** All the writing in a picture (runtime/ink.py writing): { ink, mask, factor } at `side`
+ *  pixels on the long side, `factor` times smaller than the picture. */
+export function writing(gray, width, height, side) {
+  const small = reduce({ data: Float64Array.from(gray), w: width, h: height }, side);
+  const factor = Math.ceil(Math.max(width, height) / side);
+  const none = () => ({
+    ink: { data: new Float64Array(small.w * small.h), w: small.w, h: small.h },
+    mask: new Uint8Array(small.w * small.h),
+    factor,
+  });
+  const found = inkSide(small);
+  if (found === null) return none();
+  const standing = found.standing.data;
+  const threshold = Math.max(otsu(standing), MIN_CONTRAST);
+  const lines = ruledLines(standing.map((v) => (v > threshold ? 1 : 0)), small.w, small.h);
+  const mask = new Uint8Array(standing.length);
+  const inMask = [];
+  for (let i = 0; i < mask.length; i++) {
+    mask[i] = standing[i] > threshold && !lines[i] ? 1 : 0;
+    if (mask[i]) inMask.push(standing[i]);
+  }
+  if (!inMask.length) return { ...none(), mask };
+  const level = median(inMask);
+  const ink = new Float64Array(mask.length);
+  for (let i = 0; i < ink.length; i++) {
+    const v = (standing[i] - threshold / 2) / Math.max(level - threshold / 2, 1e-6);
+    ink[i] = lines[i] ? 0 : Math.min(Math.max(v, 0), 1);
+  }
+  return { ink: { data: ink, w: small.w, h: small.h }, mask, factor };
+}
+
+/** What stands out from the page on the ink's side, and a window around the best digit found
+ *  there; null when neither side holds anything like a digit. */
+function inkSide(small) {
   const grid = reduce(small, Math.floor(Math.max(small.w, small.h) / PAGE_CELL));
   const k = kernel(grid);
   const closed = closing(grid, k);
   const opened = opening(grid, k);
   const dark = candidate(standOut(small, closing(opened, k), true));
   const light = candidate(standOut(small, opening(closed, k), false));
-  const zeros = { data: new Float64Array(small.w * small.h), w: small.w, h: small.h };
-  if (Math.max(dark.score, light.score) <= 0) return zeros;
+  if (Math.max(dark.score, light.score) <= 0) return null;
   const isDark = dark.score >= light.score;
   const standing = standOut(small, isDark ? closed : opened, isDark);
-  const found = candidate(standing, around((isDark ? dark : light).mask, small.w, small.h));
-  return found.mask.some(Boolean) ? strokeToMnist(found.ink, found.mask) : zeros;
+  return { standing, window: around((isDark ? dark : light).mask, small.w, small.h) };
 }
 
 function reduce(img, side) {
@@ -221,7 +260,7 @@ function near(box, other, reach) {
 }
 
 /** 8-connected groups of cells, numbered in the order a row-major scan first meets them. */
-function label(cells, rows, cols) {
+export function label(cells, rows, cols) {
   const labels = new Int32Array(cells.length);
   let count = 0;
   for (let start = 0; start < cells.length; start++) {
@@ -278,7 +317,7 @@ function around(mask, w, h) {
   return window;
 }
 
-function strokeToMnist(ink, mask) {
+export function strokeToMnist(ink, mask) {
   const { w, h } = ink;
   let [top, left, bottom, right, area] = [h, w, -1, -1, 0];
   for (let i = 0; i < mask.length; i++) {

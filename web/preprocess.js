@@ -65,7 +65,12 @@ export function mnistStyle(gray, pictureWidth, pictureHeight) {
     Math.max(pictureWidth, pictureHeight) <= FAST_SIDE
       ? { data: inkStrength(gray, pictureWidth, pictureHeight), w: pictureWidth, h: pictureHeight }
       : digitInk(gray, pictureWidth, pictureHeight);
-  const [ink, width, height] = [found.data, found.w, found.h];
+  return fit(found.data, found.w, found.h);
+}
+
+/** Ink strength (row-major, [0, 1]) -> Uint8Array(784): the ink's box fitted into 20x20 and
+ *  centred by its mass, as MNIST was made (runtime/ink.py fit). */
+export function fit(ink, width, height) {
   let peak = 0;
   for (const v of ink) peak = Math.max(peak, v);
   let [top, bottom, left, right] = [height, -1, width, -1];

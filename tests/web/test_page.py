@@ -147,3 +147,17 @@ def test_page_clear_button_resets_the_answer(page):
     bars = page.find_elements("css selector", "#bars .bar")
     widths = [bar.get_attribute("style") for bar in bars]
     assert widths == ["width: 0%;"] * 10
+
+
+def test_page_reads_a_number_written_on_the_number_pad(page):
+    rgba = np.asarray(Image.open(ROOT / "examples" / "number.png").convert("RGBA"))
+    h, w = rgba.shape[:2]
+    read = call(page, "mnistEdge.paintNumber(args[0], args[1], args[2])", rgba.ravel().tolist(), w, h)
+    assert read["number"] == "40917", read
+    assert len(read["digits"]) == 5 and all(d["confidence"] > 0.9 for d in read["digits"])
+    boxes = [d["box"]["x"] for d in read["digits"]]
+    assert boxes == sorted(boxes)  # left to right, in the pad's pixels
+    assert page.find_element("id", "number").text == "40917"
+    assert page.find_element("id", "number-detail").text.startswith("confidences ")
+    page.find_element("id", "number-clear").click()
+    assert page.find_element("id", "number").text == BLANK
