@@ -202,25 +202,33 @@ def _save_ml(graph: onnx.GraphProto, path: Path, meta: dict[str, str] | None = N
     return path
 
 
+# A classifier's probabilities per image as {label: probability}: seq(map(int64, float))
+SEQ_MAP = helper.make_sequence_type_proto(
+    helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(1, []))
+)
+
+
+def _label_and_zipmap(label: str, probabilities: str, keepdims: int) -> list:
+    """The tail classifier exporters write: the best label as int64, and ZipMap's maps."""
+    return [
+        helper.make_node("ArgMax", ["probabilities"], [label], axis=1, keepdims=keepdims),
+        helper.make_node("ZipMap", ["probabilities"], [probabilities],
+                         domain="ai.onnx.ml", classlabels_int64s=list(range(10))),
+    ]  # fmt: skip
+
+
 def skl2onnx_zipmap(path: Path) -> tuple[Path, Preprocess]:
     """skl2onnx's default for a classifier trained on raw pixels as float64: input [None, 784]
     double, 'output_label' int64 [None] and 'output_probability' through ZipMap."""
     nodes, init = _mlp_classifier("float_input", "flat", 255.0, TensorProto.DOUBLE)
-    nodes += [
-        helper.make_node("ArgMax", ["probabilities"], ["output_label"], axis=1, keepdims=0),
-        helper.make_node("ZipMap", ["probabilities"], ["output_probability"],
-                         domain="ai.onnx.ml", classlabels_int64s=list(range(10))),
-    ]  # fmt: skip
-    seq_map = helper.make_sequence_type_proto(
-        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(1, []))
-    )
+    nodes += _label_and_zipmap("output_label", "output_probability", keepdims=0)
     graph = helper.make_graph(
         nodes,
         "mlp_classifier",
         [helper.make_tensor_value_info("float_input", TensorProto.DOUBLE, [None, 784])],
         [
             helper.make_tensor_value_info("output_label", TensorProto.INT64, [None]),
-            helper.make_value_info("output_probability", seq_map),
+            helper.make_value_info("output_probability", SEQ_MAP),
         ],
         init,
     )
@@ -235,21 +243,14 @@ def winmltools_image(path: Path) -> tuple[Path, Preprocess]:
     """WinMLTools' way: an NCHW image in 0..255 said by ONNX's image metadata, 'classLabel'
     int64 declared [None, 1], and 'loss' as ZipMap's probabilities."""
     nodes, init = _mlp_classifier("Input3", "flat", 255.0, TensorProto.FLOAT)
-    nodes += [
-        helper.make_node("ArgMax", ["probabilities"], ["classLabel"], axis=1, keepdims=1),
-        helper.make_node("ZipMap", ["probabilities"], ["loss"],
-                         domain="ai.onnx.ml", classlabels_int64s=list(range(10))),
-    ]  # fmt: skip
-    seq_map = helper.make_sequence_type_proto(
-        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(1, []))
-    )
+    nodes += _label_and_zipmap("classLabel", "loss", keepdims=1)
     graph = helper.make_graph(
         nodes,
         "winml",
         [helper.make_tensor_value_info("Input3", TensorProto.FLOAT, [None, 1, 28, 28])],
         [
             helper.make_tensor_value_info("classLabel", TensorProto.INT64, [None, 1]),
-            helper.make_value_info("loss", seq_map),
+            helper.make_value_info("loss", SEQ_MAP),
         ],
         init,
     )

@@ -152,7 +152,8 @@ def test_page_clear_button_resets_the_answer(page):
 def test_page_reads_a_number_written_on_the_number_pad(page):
     rgba = np.asarray(Image.open(ROOT / "examples" / "number.png").convert("RGBA"))
     h, w = rgba.shape[:2]
-    read = call(page, "mnistEdge.paintNumber(args[0], args[1], args[2])", rgba.ravel().tolist(), w, h)
+    pixels = rgba.ravel().tolist()
+    read = call(page, "mnistEdge.paintNumber(args[0], args[1], args[2])", pixels, w, h)
     assert read["number"] == "40917", read
     assert len(read["digits"]) == 5 and all(d["confidence"] > 0.9 for d in read["digits"])
     boxes = [d["box"]["x"] for d in read["digits"]]

@@ -19,7 +19,7 @@ from tests.conftest import ROOT, real_mnist_dir
 from tests.web.conftest import run_node
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from read_numbers import compose, scan  # noqa: E402
+from read_numbers import compose, scan
 
 SCRIPT = """
 import fs from "node:fs";
@@ -30,7 +30,8 @@ const { PNG } = createRequire(`${process.cwd()}/web/package.json`)("pngjs");
 const [file, probsFile] = process.argv.slice(1);
 const png = PNG.sync.read(fs.readFileSync(file));
 try {
-  const plan = planReading(grayscale(png.data, png.width, png.height, false), png.width, png.height);
+  const gray = grayscale(png.data, png.width, png.height, false);
+  const plan = planReading(gray, png.width, png.height);
   const probs = probsFile ? Float32Array.from(JSON.parse(fs.readFileSync(probsFile))) : null;
   const read = probs ? choose(plan, probs, "0123456789".split("")) : null;
   console.log(JSON.stringify({ pictures: Array.from(plan.pictures), boxes: plan.boxes, read }));
