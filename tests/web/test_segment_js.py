@@ -42,10 +42,10 @@ try {
 """
 
 
-def js_plan(node: str, path: Path, probs: np.ndarray | None = None) -> dict:
+def js_plan(node: str, path: Path, probs: np.ndarray | None = None, scratch: Path | None = None):
     args = [str(path)]
     if probs is not None:
-        probs_file = path.with_suffix(".json")
+        probs_file = scratch / f"{path.stem}.probs.json"  # never beside a file of the project
         probs_file.write_text(json.dumps(probs.astype(float).ravel().tolist()))
         args.append(str(probs_file))
     result = run_node(node, "--input-type=module", "-e", SCRIPT, *args)
@@ -74,7 +74,7 @@ def test_js_finds_and_cuts_the_digits_python_does(node, tmp_path):
         for path in numbers(tmp_path):
             plan = plan_file(path, path.name)
             probs = clf.proba_of_images(plan.pictures)
-            found = js_plan(node, path, probs)
+            found = js_plan(node, path, probs, tmp_path)
             boxes = [{"x": b.x, "y": b.y, "w": b.w, "h": b.h} for b in plan.boxes]
             assert found["boxes"] == boxes, path.name
             pictures = np.array(found["pictures"], np.int16).reshape(-1, 28, 28)
