@@ -167,7 +167,10 @@ def _serve(command, expected, workdir, env, name, same) -> subprocess.Popen:
         ["bash", "-c", script], cwd=workdir, env=env, stdout=subprocess.PIPE, text=True
     )
     first = server.stdout.readline().rstrip("\n")  # printed once it listens
-    assert matches(list(expected), [first], same), f"{name}: $ {command}\nprinted: {first}"
+    if not matches(list(expected), [first], same):
+        server.terminate()  # not left running when the example fails
+        server.wait(timeout=30)
+        pytest.fail(f"{name}: $ {command}\nprinted: {first}")
     return server
 
 
