@@ -86,3 +86,23 @@ def test_loadgen_cross_check_completes_every_query_in_bulk():
     assert done.returncode == 0, done.stderr[-2000:]
     valid, queries = done.stdout.split()[-2:]
     assert valid == "True" and int(queries) >= 1000  # 0.5 s at 4,000 qps
+
+
+def test_ensemble_of_one_model_twice_scores_as_the_model(tmp_path, real_mnist):
+    from runtime.evaluate import evaluate
+    from runtime.mnist import load_split
+    from runtime.session import Classifier
+
+    model = ROOT / "exported" / "mnist_mlp.onnx"  # the weakest: a wrong ensemble would show
+    out = tmp_path / "ensemble.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ensemble.py"), str(model), str(model),
+         "--data", str(real_mnist), "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    test = load_split("test", real_mnist)
+    with Classifier(model) as clf:
+        alone = evaluate(clf, test.images, test.labels).accuracy
+    report = json.loads(out.read_text())
+    assert report["ensemble"] == alone == report["models"][0]["accuracy"]
