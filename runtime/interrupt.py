@@ -38,6 +38,9 @@ def ctrl_c_stops_calls():
         os.close(write)  # the watcher reads the end of the pipe and returns
         watcher.join(5)
         os.close(read)
+        session = sys.modules.get("runtime.session")
+        if session is not None:
+            session.stop_interrupting()
 
 
 def let_calls_finish() -> None:

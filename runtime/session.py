@@ -45,6 +45,9 @@ _MAX_BINDINGS = 6  # per thread: the (session, batch shape) pairs a caller repea
 _PROBE_IMAGES = 4  # images run once to tell a model's output kind, when nothing says it
 _PROBE_SECONDS = 60.0  # that run's limit: a graph that loops for ever is a bad model file
 _LIVE: weakref.WeakSet[Classifier] = weakref.WeakSet()  # what Ctrl-C stops (interrupt_all)
+# Ctrl-C heard before a classifier existed (while the model was still loading): the ones made
+# after it are stopped from the start, or a call that never ends would start unstoppable.
+_STOPPING = threading.Event()
 
 
 class Classifier:
@@ -76,6 +79,8 @@ class Classifier:
         self._run_options = _run_options()  # shared by every call, so one flag stops them all
         self._stopped: tuple[type[MnistEdgeError], str] | None = None  # by interrupt()
         _LIVE.add(self)
+        if _STOPPING.is_set():
+            self.interrupt()
         if overrides is None:
             known = set(Overrides.__dataclass_fields__)
             if unknown := sorted(set(contract) - known):
@@ -252,9 +257,16 @@ class Classifier:
 
 
 def interrupt_all() -> None:
-    """`Classifier.interrupt` on every classifier alive in this process (Ctrl-C)."""
+    """`Classifier.interrupt` on every classifier alive in this process, and on every one made
+    until `stop_interrupting` (Ctrl-C)."""
+    _STOPPING.set()
     for clf in list(_LIVE):
         clf.interrupt()
+
+
+def stop_interrupting() -> None:
+    """Classifiers made from now on run normally again (the Ctrl-C has been dealt with)."""
+    _STOPPING.clear()
 
 
 @contextlib.contextmanager

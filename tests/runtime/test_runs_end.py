@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from runtime.errors import ModelError
@@ -148,3 +149,21 @@ def test_a_time_limit_ends_calls_that_never_end_and_leaves_a_clean_error(endless
             clf.predict(bright)
         with pytest.raises(ModelError, match=r"within 0\.5 s"):  # and the classifier is done
             clf.predict(np.zeros((28, 28), np.uint8))
+
+
+def test_ctrl_c_heard_while_the_model_loads_stops_the_classifier_made_after_it(tiny_model):
+    # The race: Ctrl-C arrives before any classifier exists, and the call that follows would
+    # otherwise start with nothing to stop it.
+    import runtime.session as session
+    from runtime.errors import Interrupted
+    from runtime.session import Classifier
+
+    one = np.zeros((1, 28, 28), np.uint8)
+    session.interrupt_all()
+    try:
+        with pytest.raises(Interrupted), Classifier(tiny_model) as clf:
+            clf.predict_proba(one)
+    finally:
+        session.stop_interrupting()
+    with Classifier(tiny_model) as clf:  # dealt with: the next run is a normal one
+        assert clf.predict_proba(one).shape == (1, 10)
