@@ -103,7 +103,9 @@ def test_sigterm_with_a_stuck_model_and_a_full_queue_ends(tmp_path):
         s.process.send_signal(signal.SIGTERM)
         codes = sorted(a.result(30)[0] for a in answers)
     assert s.process.wait(timeout=30) == 0
-    assert codes == [503, 504, 504, 504]
+    # Each got an answer: the queue's bound refused at least one (which ones depends on when the
+    # batcher took the first off the queue), and the stuck and queued ones were told 504.
+    assert len(codes) == 4 and set(codes) == {503, 504}, codes
 
 
 def test_requests_waiting_in_the_backlog_at_sigterm_are_answered_not_reset(tiny_model):
