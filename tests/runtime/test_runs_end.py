@@ -69,7 +69,15 @@ def test_a_scenario_ends_within_a_few_durations_in_bounded_memory(tiny_model, ar
 def interrupted(command: list[str], after: float) -> tuple[int, str, float]:
     """SIGINT `command` `after` seconds into its run: its exit code, stderr and how long it took
     to end once signalled."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal: a suite started in the background (`.ci/run &`) has SIGINT ignored,
+        # and a child would inherit that and never hear the Ctrl-C under test
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     time.sleep(after)
     signalled = time.monotonic()
     process.send_signal(signal.SIGINT)

@@ -111,6 +111,8 @@ def draw(page, strokes: list[list[tuple[int, int]]]) -> None:
     from selenium.webdriver import ActionChains
 
     pad = page.find_element("id", "pad")
+    # the whole pad in view: another test may have scrolled the page down to the number pad
+    page.execute_script("arguments[0].scrollIntoView({block: 'center'})", pad)
     actions = ActionChains(page, duration=10)
     for stroke in strokes:
         # move_to_element_with_offset counts from the element's centre.
