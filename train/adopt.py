@@ -268,6 +268,8 @@ def probe_verdict(results: list[ProbeResult]) -> list[str]:
             f"a tie: {names} score within {TIE:.1%} of each other, which 1,000 digits cannot "
             "tell apart: prefer what you know of how the model was trained"
         ]
+    if len(results) == 1:  # a uint8 input: raw pixels are the only convention it takes
+        return [f"one convention applies (a uint8 input takes raw pixels): {results[0].options}"]
     return [f"best by {results[0].accuracy - results[1].accuracy:.2%}: {results[0].options}"]
 
 

@@ -12,7 +12,7 @@ pytest.importorskip("onnx", reason="the foreign models are built with onnx: pip 
 
 from runtime import Classifier
 from runtime.mnist import load_split
-from tests.conftest import ROOT, cli_app, real_mnist_dir
+from tests.conftest import ROOT, cli_app, linear_onnx, real_mnist_dir
 from tests.foreign import BUILDERS, OPTIONS
 
 pytestmark = pytest.mark.mnist
@@ -180,6 +180,18 @@ def test_probe_says_conventions_tie_when_the_measurement_cannot_tell_them_apart(
     assert rows["--input-range 0,255"]["ties_best"] and rows["--input-range 0,1"]["ties_best"]
     verdict = as_text.stdout.splitlines()[-1]
     assert verdict.startswith("a tie: ") and "--input-range 0,1" in verdict
+
+
+def test_probe_of_a_uint8_model_without_metadata_names_its_one_convention(test_set, tmp_path):
+    data, _, _ = test_set
+    path = linear_onnx(tmp_path / "u8.onnx", input_type="uint8")  # no metadata
+    result = cli("adopt", path, "--probe", "--data", data)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and "--input-range 0,255" in lines[1]
+    assert lines[-1] == (
+        "one convention applies (a uint8 input takes raw pixels): --input-range 0,255"
+    )
 
 
 def test_probe_takes_the_models_own_image_metadata_as_the_answer(test_set, tmp_path):
