@@ -32,7 +32,8 @@ class Augment:
 
     @property
     def any(self) -> bool:
-        return any((self.shift, self.rotate, self.zoom, self.shear, self.elastic, self.stroke))
+        changes = (self.shift, self.rotate, self.zoom, self.shear, self.elastic, self.stroke)
+        return any((*changes, self.breaks))
 
 
 NO_AUGMENT = Augment()
@@ -81,9 +82,7 @@ def _source_coordinates(n, how: Augment, rng: tf.random.Generator) -> tf.Tensor:
     aspect = 1.0 + draw(how.zoom / 2)
     dy, dx = draw(how.shift * SIDE), draw(how.shift * SIDE)
     c = (SIDE - 1) / 2
-    grid = tf.range(SIDE, dtype=tf.float32) - c
-    rows, cols = tf.meshgrid(grid, grid, indexing="ij")  # output coordinates about the centre
-    rows, cols = rows[None], cols[None]
+    rows, cols = _centred_grid()  # output coordinates
 
     def per_image(v):
         return tf.reshape(v, [-1, 1, 1])
@@ -132,8 +131,14 @@ def _break(x: tf.Tensor, rng: tf.random.Generator, probability: float) -> tf.Ten
     angle = rng.uniform([n, 1, 1], 0, math.pi)
     offset = rng.uniform([n, 1, 1], -5, 5)
     width = rng.uniform([n, 1, 1], 0.6, 1.2)
-    grid = tf.range(SIDE, dtype=tf.float32) - (SIDE - 1) / 2
-    rows, cols = tf.meshgrid(grid, grid, indexing="ij")
-    distance = tf.abs(tf.cos(angle) * cols[None] + tf.sin(angle) * rows[None] - offset)
+    rows, cols = _centred_grid()
+    distance = tf.abs(tf.cos(angle) * cols + tf.sin(angle) * rows - offset)
     gap = (distance < width) & (rng.uniform([n, 1, 1]) < probability)
     return tf.where(gap[..., None], tf.zeros_like(x), x)
+
+
+def _centred_grid() -> tuple[tf.Tensor, tf.Tensor]:
+    """(1, 28, 28) row and column of each pixel, about the image's centre."""
+    grid = tf.range(SIDE, dtype=tf.float32) - (SIDE - 1) / 2
+    rows, cols = tf.meshgrid(grid, grid, indexing="ij")
+    return rows[None], cols[None]

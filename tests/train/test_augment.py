@@ -53,6 +53,10 @@ def test_shear_slants_a_vertical_stroke():
     assert np.abs(slope).max() <= 0.4 + 0.05  # never more than the range
 
 
+def test_broken_strokes_alone_are_an_augmentation():
+    assert Augment(breaks=0.15).any and not Augment(clean=0.2).any
+
+
 def test_breaks_cut_gaps_only_where_asked():
     images = np.repeat(bar(), 200, axis=0)
     cut = run(images, Augment(breaks=0.5))
