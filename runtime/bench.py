@@ -192,6 +192,19 @@ def median_of(runs: list[list]) -> list:
     return combined
 
 
+def repeated(reports: list[BenchReport]) -> BenchReport:
+    """One report from `--repeat` runs: each figure the median of the runs, with its range;
+    the first run's cold start, the last run's process figures."""
+    if len(reports) == 1:
+        return reports[0]
+    return replace(
+        reports[0],
+        settings={**reports[0].settings, "repeat": len(reports)},
+        results=median_of([r.results for r in reports]),
+        process=reports[-1].process,
+    )
+
+
 def process_usage(before: Sample | None = None) -> dict:
     """This process's peak resident memory and CPU time so far; with `before`, what the rest of
     the machine took since then, and a BusyWarning where that makes the figures suspect."""

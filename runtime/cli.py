@@ -462,9 +462,11 @@ def bench(
         if path:
             writable_target(path)  # a device or a folder is refused before the measuring
     if scenario is not None:
+        from runtime.scenarios import repeated
+
         config = replace(scenario, duration=duration, percentiles=asked)
-        reports = [_run_scenario(model, settings[0], overrides, config) for _ in range(repeat)]
-        report = _median_scenario(reports)
+        report = repeated([_run_scenario(model, settings[0], overrides, config)
+                           for _ in range(repeat)])  # fmt: skip
     else:
         config = measuring.BenchConfig(
             sizes, settings, duration, runs, warmup, overrides=overrides, percentiles=asked
@@ -476,15 +478,10 @@ def bench(
             hidden=not sys.stderr.isatty(),
         )
         with progress as bar:
-            reports = [
-                measuring.bench(model, config, on_case=lambda: bar.update(1)) for _ in range(repeat)
-            ]
-        report = reports[0]
-        if repeat > 1:
-            results = measuring.median_of([r.results for r in reports])
-            settings_seen = {**report.settings, "repeat": repeat}
-            report = replace(report, settings=settings_seen, results=results,
-                             process=reports[-1].process)  # fmt: skip
+            report = measuring.repeated(
+                [measuring.bench(model, config, on_case=lambda: bar.update(1))
+                 for _ in range(repeat)]
+            )  # fmt: skip
     payload = report.to_dict()
     ops = None
     if profile_file:
@@ -506,25 +503,6 @@ def bench(
     lines = scenario_lines(report) if scenario is not None else bench_lines(report)
     for line in [*lines, *profile_lines(ops or [], profile_file)]:
         say(line)
-
-
-def _median_scenario(reports):
-    """One report from --repeat runs of a scenario: figures as medians with their ranges; a
-    peak search's median peak, its range, and the trials of the run that found it."""
-    from runtime.bench import median_of
-
-    if len(reports) == 1:
-        return reports[0]
-    settings = {**reports[0].settings, "repeat": len(reports)}
-    if reports[0].peak_qps is None:
-        return replace(reports[0], settings=settings,
-                       results=median_of([r.results for r in reports]))  # fmt: skip
-    by_peak = sorted(reports, key=lambda r: r.peak_qps)
-    middle = by_peak[len(by_peak) // 2]
-    peaks = [r.peak_qps for r in by_peak]
-    notes = [r.peak_note for r in reports if r.peak_note]
-    return replace(middle, settings=settings, peak_range=[peaks[0], peaks[-1]],
-                   peak_note="; ".join(notes) or None)  # fmt: skip
 
 
 def _run_scenario(model, settings, overrides, config):

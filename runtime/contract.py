@@ -94,21 +94,6 @@ class Overrides:
         std = 1.0 if self.std is None else self.std
         return 1 / (255 * std), -mean / std
 
-    def metadata(self) -> dict[str, str]:
-        """The metadata keys that record these choices (what `adopt` writes)."""
-        meta = {}
-        if self.layout:
-            meta["input_layout"] = self.layout
-        if (scaling := self.scaling()) is not None:
-            meta["pixel_scale"], meta["pixel_offset"] = repr(scaling[0]), repr(scaling[1])
-        if self.output:
-            meta["output"] = self.output
-        if self.output_name:
-            meta["output_name"] = self.output_name
-        if self.pad is not None:
-            meta["pixel_pad"] = str(self.pad)
-        return meta
-
 
 @dataclass(frozen=True)
 class Signature:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from runtime.batcher import MicroBatcher, Overloaded
-from runtime.bench import process_usage, time_calls
+from runtime.bench import median_of, process_usage, time_calls
 from runtime.contract import IMAGE_SIZE
 from runtime.errors import InputError
 from runtime.load import sample
@@ -158,6 +158,26 @@ def run_scenario(
     note = _disagreement(results) if config.find_peak else None
     usage = process_usage(before)
     return ScenarioReport(config.scenario, settings, results, peak, usage, note)
+
+
+def repeated(reports: list[ScenarioReport]) -> ScenarioReport:
+    """One report from `--repeat` runs of a scenario: figures as medians with their ranges; for
+    a peak search, the median peak, the range of the peaks, and the trials of the run that found
+    the median one."""
+    if len(reports) == 1:
+        return reports[0]
+    settings = {**reports[0].settings, "repeat": len(reports)}
+    if reports[0].peak_qps is None:
+        return replace(reports[0], settings=settings,
+                       results=median_of([r.results for r in reports]))  # fmt: skip
+    by_peak = sorted(reports, key=lambda r: r.peak_qps)
+    notes = [r.peak_note for r in reports if r.peak_note]
+    return replace(
+        by_peak[len(by_peak) // 2],
+        settings=settings,
+        peak_range=[by_peak[0].peak_qps, by_peak[-1].peak_qps],
+        peak_note="; ".join(notes) or None,
+    )
 
 
 def _single_stream(clf, images, config) -> ScenarioResult:

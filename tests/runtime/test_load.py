@@ -110,3 +110,15 @@ def test_bench_repeat_reports_medians_with_their_ranges(tiny_model):
     for row in report["results"]:
         low, high = row["ranges"]["p50_us"]
         assert low <= row["p50_us"] <= high
+
+
+def test_repeated_peak_searches_report_the_median_peak_and_the_range():
+    from runtime.scenarios import ScenarioReport, repeated
+
+    reports = [
+        ScenarioReport("server", {"find_peak": True}, [], peak_qps=p, peak_note=n)
+        for p, n in ((1000.0, None), (3000.0, "trials disagreed at 3,200"), (2000.0, None))
+    ]
+    one = repeated(reports)
+    assert one.peak_qps == 2000.0 and one.peak_range == [1000.0, 3000.0]
+    assert one.settings["repeat"] == 3 and one.peak_note == "trials disagreed at 3,200"
