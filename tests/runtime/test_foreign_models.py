@@ -374,7 +374,8 @@ def test_a_real_pytorch_export_scores_as_in_pytorch_and_adopts(test_set, tmp_pat
     assert payload["accuracy"] == expected > 0.97
     assert "output log-probabilities" in stderr and "fixed batch of 1" in stderr
     out = tmp_path / "adopted.onnx"
-    adopted = cli("adopt", PYTORCH, "--mean", "0.1307", "--std", "0.3081", "--out", out, "--json")
+    adopted = cli("adopt", PYTORCH, "--mean", "0.1307", "--std", "0.3081", "--out", out, "--json",
+                  "--data", data)  # fmt: skip
     assert adopted.exit_code == 0, adopted.output
     assert json.loads(adopted.stdout)["dynamic_batch"]
     payload, stderr = evaluate_json(out, data)
