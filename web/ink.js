@@ -285,7 +285,8 @@ export function label(cells, rows, cols) {
   return { labels, count };
 }
 
-function grow(cells, rows, cols, reach) {
+/** Cells within `reach` of a set one, diagonals included (edges repeated). */
+export function grow(cells, rows, cols, reach) {
   const out = new Uint8Array(cells.length);
   for (let r = 0; r < rows; r++) {
     for (let q = 0; q < cols; q++) {

@@ -2,7 +2,7 @@
 // chooses among the ways to read them, step for step and constant for constant: see those
 // files for the why of each step. Pure functions; images are row-major typed arrays.
 
-import { label, median, roundHalfEven, strokeToMnist, writing } from "./ink.js";
+import { grow, label, median, roundHalfEven, strokeToMnist, writing } from "./ink.js";
 import { fit } from "./preprocess.js";
 
 const READ_SIDE = 512;
@@ -208,7 +208,7 @@ function images(line, digits) {
   const boxes = [];
   digits.forEach((d, n) => {
     const own = ownStrokes(line, d);
-    const soft = grown(own, d.width, d.height);
+    const soft = grow(own, d.height, d.width, 1); // the strokes' soft edges, not a neighbour's
     const crop = new Float64Array(d.width * d.height);
     for (let y = 0; y < d.height; y++) {
       for (let x = 0; x < d.width; x++) {
@@ -222,21 +222,4 @@ function images(line, digits) {
     boxes.push({ x: d.left * f, y: d.top * f, w: d.width * f, h: d.height * f });
   });
   return { pictures, boxes };
-}
-
-function grown(mask, w, h) {
-  const out = new Uint8Array(mask.length);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let any = 0;
-      for (let dy = -1; dy <= 1 && !any; dy++) {
-        for (let dx = -1; dx <= 1 && !any; dx++) {
-          const [ny, nx] = [y + dy, x + dx];
-          if (ny >= 0 && ny < h && nx >= 0 && nx < w && mask[ny * w + nx]) any = 1;
-        }
-      }
-      out[y * w + x] = any;
-    }
-  }
-  return out;
 }
