@@ -84,7 +84,7 @@ def real_mnist_dir() -> Path | None:
             source = locate("test", data, download=False)
         except DataError:
             continue
-        return source.path
+        return source.path.resolve()  # tests run commands from other folders
     return None
 
 
