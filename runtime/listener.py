@@ -112,7 +112,8 @@ def _pending(sockets) -> bool:
 
 
 def make_server(app, sock: socket.socket, config: ServerConfig) -> uvicorn.Server:
-    """A uvicorn server for `app` on the bound socket `sock`, with `config`'s connection limits."""
+    """A uvicorn server for `app` on the bound socket `sock`, with `config`'s connection limits;
+    `sock` listens when this returns."""
     _allow_descriptors(config.max_connections + _FD_MARGIN)
     protocol = type(
         "GuardedH11",
@@ -122,15 +123,17 @@ def make_server(app, sock: socket.socket, config: ServerConfig) -> uvicorn.Serve
             "header_timeout_s": config.header_timeout_s,
         },
     )
-    return _DrainingServer(
-        uvicorn.Config(
-            app,
-            http=protocol,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=config.timeout_s + 5,
-        )
+    settings = uvicorn.Config(
+        app,
+        http=protocol,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=config.timeout_s + 5,
     )
+    # Listening now, before the caller says it serves: a client that starts on that line waits
+    # in the backlog until the server accepts instead of being refused.
+    sock.listen(settings.backlog)
+    return _DrainingServer(settings)
 
 
 def _allow_descriptors(needed: int) -> None:

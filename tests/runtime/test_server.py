@@ -250,3 +250,26 @@ def test_answers_do_not_wait_for_delayed_acks(server):
         times.append(time.perf_counter() - start)
     connection.close()
     assert sorted(times)[10] < 0.02, f"median {sorted(times)[10] * 1000:.1f} ms"
+
+
+def test_serve_listens_before_it_says_so(tiny_model):
+    """A script may start its client on the "serving ... on" line: the server stopped just
+    after printing it must still take the connection into its backlog, not refuse it."""
+    command = [sys.executable, "-m", "runtime.cli", "serve", "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--model", str(tiny_model)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        line = process.stdout.readline()
+        process.send_signal(signal.SIGSTOP)  # no further step of its start-up can run
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.connect()  # refused if the socket did not listen yet
+        process.send_signal(signal.SIGCONT)
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        process.wait(timeout=30)
