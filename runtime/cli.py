@@ -649,8 +649,9 @@ def serve(
     say(f"serving {clf.path} on http://{host}:{bound}/v1/predict (SIGTERM or Ctrl-C stops)")
     let_calls_finish()  # Ctrl-C drains the requests in flight, as SIGTERM does
     # uvicorn drains the requests in flight on SIGTERM, then raises SIGTERM again for whatever
-    # handler was there before it: this one, so that a drained stop exits 0.
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    # handler was there before it: this one, so that a drained stop exits 0. Heard before
+    # uvicorn takes the signal over, it stops the server as soon as it has started.
+    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     try:
         server.run(sockets=[sock])
     finally:

@@ -271,5 +271,29 @@ def test_serve_listens_before_it_says_so(tiny_model):
         connection.close()
     finally:
         process.send_signal(signal.SIGCONT)
-        process.terminate()
+        process.kill()  # a server refused mid-start-up may not hear a SIGTERM yet
         process.wait(timeout=30)
+
+
+def test_a_sigterm_heard_before_uvicorn_takes_over_still_stops_the_server(tiny_model, monkeypatch):
+    """systemd may stop the service the moment it starts: a SIGTERM between the CLI's own
+    handler and uvicorn's must not be swallowed, leaving a server that serves on."""
+    import threading
+
+    import uvicorn
+
+    run, forced = uvicorn.Server.run, []
+
+    def late(self, sockets=None):
+        signal.raise_signal(signal.SIGTERM)  # the CLI's handler hears it, not uvicorn's
+        watchdog = threading.Timer(20, lambda: (forced.append(1), setattr(self, "should_exit", 1)))
+        watchdog.start()
+        try:
+            run(self, sockets)
+        finally:
+            watchdog.cancel()
+
+    monkeypatch.setattr(uvicorn.Server, "run", late)
+    result = CliRunner().invoke(app, ["serve", "--port", "0", "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    assert not forced, "the server served on after a SIGTERM until the test stopped it"
