@@ -33,11 +33,19 @@ export function readContract(session) {
 
 /** pixels: Uint8Array of n*784 MNIST-style pixels -> n rows of 10 probabilities. */
 export async function classify(ort, session, contract, pixels, n) {
-  const data = contract.type === "uint8" ? pixels : Float32Array.from(pixels, (p) => p * SCALE);
+  const data = contract.type === "uint8" ? pixels : scaled(pixels, SCALE);
   const tensor = new ort.Tensor(contract.type, data, [n, ...contract.imageShape]);
   const result = await session.run({ [contract.input]: tensor });
   const scores = result[contract.output].data;
   return Array.from({ length: n }, (_, i) => scores.slice(10 * i, 10 * i + 10));
+}
+
+/** pixels * scale as float32. A loop: Float32Array.from(pixels, map) walks an iterator and
+ *  took 30 ms for 256 images in V8, more than the model's own time. */
+export function scaled(pixels, scale) {
+  const out = new Float32Array(pixels.length);
+  for (let i = 0; i < pixels.length; i++) out[i] = pixels[i] * scale;
+  return out;
 }
 
 export function argmax(row) {
