@@ -134,22 +134,31 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """A grid: one row per world, one panel per model and batch, engines as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    panels = sorted({(r["world"], r["model"], r["batch"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), sharey=False)
-    for ax, (world, model, batch) in zip(axes, panels, strict=True):
-        mine = [r for r in rows if (r["world"], r["model"], r["batch"]) == (world, model, batch)]
-        names = [f"{r['engine']}\n{r['threads']}t" for r in mine]
-        colours = ["tab:blue" if "onnxruntime" in r["engine"] else "tab:orange" for r in mine]
-        ax.barh(names, [r["images_per_s"] for r in mine], color=colours)
-        ax.set_xscale("log")
-        ax.set_title(f"{world}, {model}, batch {batch}", fontsize=9)
-        ax.tick_params(labelsize=7)
-    axes[0].set_xlabel("images/s (log)")
+    worlds = sorted({r["world"] for r in rows}, reverse=True)  # node, then chromium
+    cases = sorted({(r["model"], r["batch"]) for r in rows})
+    fig, axes = plt.subplots(len(worlds), len(cases), figsize=(3.1 * len(cases), 2.4 * len(worlds)),
+                             squeeze=False)  # fmt: skip
+    for row, world in zip(axes, worlds, strict=True):
+        for ax, (model, batch) in zip(row, cases, strict=True):
+            mine = [
+                r for r in rows if (r["world"], r["model"], r["batch"]) == (world, model, batch)
+            ]
+            names = [f"{r['engine']} {r['threads']}t" for r in mine]
+            colours = ["tab:blue" if "onnxruntime" in r["engine"] else "tab:orange" for r in mine]
+            ax.barh(names, [r["images_per_s"] for r in mine], color=colours)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(f"{world}: {model}, batch {batch}", fontsize=9)
+            ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("images/s (log scale)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
