@@ -100,3 +100,66 @@ with atomic_path({str(dest)!r}) as tmp:
 
     assert json.loads(dest.read_text()) == {"ok": 1}
     assert not left.exists() and alive.exists() and other.exists()
+
+
+def _socket_file(folder: Path) -> Path:
+    import socket
+
+    path = folder / "s.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.close()  # the socket file stays
+    return path
+
+
+def _fifo(folder: Path) -> Path:
+    os.mkfifo(folder / "fifo")
+    return folder / "fifo"
+
+
+def _link_to(target: str):
+    def make(folder: Path) -> Path:
+        (folder / "link").symlink_to(target)
+        return folder / "link"
+
+    return make
+
+
+NOT_FILES = {
+    "folder": (lambda folder: folder, "a folder"),
+    "fifo": (_fifo, "a FIFO"),
+    "socket": (_socket_file, "a socket"),
+    "character-device": (_link_to("/dev/null"), "a character device"),
+    "block-device": (_link_to("/dev/loop0"), "a block device"),
+}
+
+
+@pytest.mark.parametrize("kind", list(NOT_FILES))
+def test_writing_over_what_is_not_a_file_is_refused_saying_what_it_is(tmp_path, kind):
+    from runtime.files import writable_target
+
+    make, found = NOT_FILES[kind]
+    if kind == "block-device" and not Path("/dev/loop0").exists():
+        pytest.skip("no block device /dev/loop0 on this machine")
+    dest = make(tmp_path)
+    with pytest.raises(OutputError) as refused:
+        writable_target(dest)
+    named = dest.resolve()  # a link is refused by what it points to
+    assert str(refused.value) == f"{named}: expected a regular file to write, found {found}"
+
+
+def test_json_is_written_indented_by_two_with_a_final_newline(tmp_path):
+    write_json(tmp_path / "r.json", {"a": [1, 2]})
+    assert (tmp_path / "r.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ]\n}\n'
+
+
+@pytest.mark.parametrize(
+    ("rows", "text"),
+    [([], "\r\n"), ([{"a": 1, "b": "x,y"}], 'a,b\r\n1,"x,y"\r\n')],
+    ids=["no-rows", "one-row"],
+)
+def test_csv_has_a_header_and_one_line_per_row(tmp_path, rows, text):
+    from runtime.files import write_csv
+
+    write_csv(tmp_path / "r.csv", rows)
+    assert (tmp_path / "r.csv").read_bytes().decode() == text
