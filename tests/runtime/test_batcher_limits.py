@@ -5,7 +5,6 @@ batcher left open never keeps the process alive (mutmut found these unpinned).""
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from runtime import InputError
-from runtime.batcher import Closed, MicroBatcher
+from runtime.batcher import Closed, MicroBatcher, Overloaded
 from tests.conftest import ROOT
 
 
@@ -62,11 +61,37 @@ def test_a_request_within_the_delay_joins_the_call_of_the_one_before():
 
 
 def test_the_defaults_are_the_documented_ones():
-    defaults = {
-        name: p.default for name, p in inspect.signature(MicroBatcher).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }  # fmt: skip
-    assert defaults == {"max_batch": 64, "max_delay_us": 500.0, "max_queue": 4096, "on_call": None}
+    gate = threading.Event()
+    model = Recorder(gate)
+    batcher = MicroBatcher(model)
+    try:
+        assert (batcher.max_batch, batcher.max_delay) == (64, 500e-6)
+        batcher.submit(images(1))
+        while not model.calls:
+            time.sleep(0.001)
+        for _ in range(4096):
+            batcher.submit(images(1))
+        with pytest.raises(Overloaded, match=r"^the queue holds 4096 requests already$"):
+            batcher.submit(images(1))
+    finally:
+        gate.set()
+        batcher.close(10)
+
+
+def test_a_full_call_is_made_at_once_not_after_the_delay():
+    model = Recorder()
+    with MicroBatcher(model, max_batch=2, max_delay_us=1e6) as batcher:
+        started = time.monotonic()
+        batcher.submit(images(2)).result(10)
+        waited = time.monotonic() - started
+    assert waited < 0.5, waited  # the 1 s delay is for calls not yet full
+
+
+def test_the_worker_is_a_named_daemon_thread_and_idle_is_healthy():
+    with MicroBatcher(Recorder()) as batcher:
+        workers = [t for t in threading.enumerate() if t.name == "mnist-edge-batcher"]
+        assert workers and all(t.daemon for t in workers)  # none keeps the process alive
+        assert batcher.unhealthy(stuck_after=0) is None
 
 
 @pytest.mark.parametrize(
