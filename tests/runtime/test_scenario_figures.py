@@ -180,3 +180,17 @@ def test_json_of_a_report_has_no_token():
     clf = Counting()
     report = run_scenario(clf, ScenarioConfig("single-stream", duration=0.0, token="secret"))
     assert "secret" not in json.dumps(report.to_dict())
+
+
+def test_a_rate_whose_trials_disagree_is_named_with_its_p99_spread_and_no_blame():
+    from dataclasses import replace
+
+    from runtime.scenarios import _disagreement
+
+    held = replace(_result(1500.0, 10), qps_target=4000.0, holds=True)
+    failed = replace(_result(2600.0, 10), qps_target=4000.0, holds=False)
+    agreed = replace(_result(900.0, 10), qps_target=1000.0, holds=True)
+    assert _disagreement([agreed, agreed]) is None
+    assert _disagreement([agreed, held, failed]) == (
+        "trials at the same rate disagreed: 4,000 qps (p99 1.50-2.60 ms over 2 trials)"
+    )
