@@ -181,7 +181,8 @@ def sample(count: int, minutes: float, module: str | None = None) -> int:
 
     committed = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     known = committed.get("tests_by_module", {})
-    modules = [m for m in settings()["only_mutate"] if known.get(m)] or settings()["only_mutate"]
+    configured = settings()["only_mutate"]
+    modules = [m for m in configured if known.get(m)] or configured
     touched = set(_git("diff", "--name-only", "HEAD~1", "HEAD").split()) & set(modules)
     draw = random.Random(_git("rev-parse", "HEAD"))
     chosen = [module] if module else sorted(touched) or [draw.choice(modules)]

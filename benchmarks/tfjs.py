@@ -69,22 +69,14 @@ class Page:
         from functools import partial
         from http.server import ThreadingHTTPServer
 
-        from selenium import webdriver
-
-        from tests.web.conftest import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
+        from tests.web.conftest import start_chromium
 
         self.server = ThreadingHTTPServer(
             ("127.0.0.1", 0), partial(IsolatedHandler, directory=str(ROOT))
         )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.profile = tempfile.TemporaryDirectory(prefix="chromium-")
-        options = webdriver.ChromeOptions()
-        options.binary_location = str(CHROMIUM)
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={self.profile.name}"):
-            options.add_argument(flag)
-        self.driver = webdriver.Chrome(
-            options=options, service=webdriver.ChromeService(str(CHROMEDRIVER))
-        )
+        self.driver = start_chromium(Path(self.profile.name))
         self.driver.set_script_timeout(1800)
         return self
 

@@ -66,15 +66,23 @@ def page_url():
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
     """Headless Debian Chromium driven by Selenium through Debian's chromedriver."""
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (dev extra)")
+    pytest.importorskip("selenium.webdriver", reason="needs selenium (dev extra)")
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         pytest.skip("needs Debian's Chromium: apt-get install chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
     driver.set_script_timeout(60)
     yield driver
     driver.quit()
+
+
+def start_chromium(profile: Path):
+    """Debian's headless Chromium driven through its chromedriver, its profile in `profile`,
+    its console kept for the tests to read."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
